@@ -1,0 +1,49 @@
+# The course's entry points. `make lab` and `make test` are the two commands in the README.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TORCH_VERSION := 2.13.0
+FIRST_NOTEBOOK := chapter_tms/1_superposition_exercises.ipynb
+SUBMISSIONS ?= submissions
+OUT ?= grades
+
+.PHONY: help setup lab test lint notebooks bench grade clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(STAMP)  ## create .venv and install everything (idempotent; quick when nothing changed)
+
+$(STAMP): requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first, pinned, so that pip never resolves it to a newer (multi-GB CUDA) release
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	# make tests/, solutions/ and utils/ importable from any folder, e.g. a notebook's kernel
+	$(BIN)/python -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'tms_sae_course.pth').write_text('$(CURDIR)\n')"
+	touch $(STAMP)
+
+lab: setup  ## open the course in JupyterLab at the first notebook
+	$(BIN)/jupyter lab $(FIRST_NOTEBOOK)
+
+lint: setup  ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: setup lint  ## run the whole test suite (lint, checkers, notebooks, science, grader)
+	$(BIN)/python -m utils.notebooks --check
+	TQDM_DISABLE=1 $(BIN)/python -m pytest -n 2 --dist loadfile
+
+notebooks: setup  ## regenerate every notebook from its source
+	$(BIN)/python -m utils.notebooks
+
+bench: setup  ## benchmark the training loop against a naive loop
+	$(BIN)/python -m utils.bench
+
+grade: setup  ## grade a folder of submissions: make grade SUBMISSIONS=folder OUT=folder
+	$(BIN)/python -m utils.grade $(SUBMISSIONS) --out $(OUT)
+
+clean:  ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

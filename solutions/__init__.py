@@ -1,0 +1,1 @@
+"""Reference solutions of the course, importable as ordinary modules (no work happens at import time)."""

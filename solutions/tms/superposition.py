@@ -1,0 +1,134 @@
+"""Chapter 1, section 1: superposition in a non-privileged basis.
+
+The ReLU-output toy model of Elhage et al. (2022), trained as many independent instances side by side,
+and the two quantities the paper plots for every feature: its norm and its interference with the others.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import einops
+import torch as t
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor, nn
+
+
+def constant_lr(step: int, steps: int) -> float:
+    """Learning-rate multiplier that never changes."""
+    return 1.0
+
+
+def linear_lr(step: int, steps: int) -> float:
+    """Learning-rate multiplier decaying linearly from 1 to 0."""
+    return 1 - step / steps
+
+
+@dataclass
+class ToyModelConfig:
+    """Shape of a batch of toy models: `n_inst` independent models of `n_features` → `d_hidden` → `n_features`."""
+
+    n_inst: int
+    n_features: int = 5
+    d_hidden: int = 2
+    n_correlated_pairs: int = 0
+    n_anticorrelated_pairs: int = 0
+
+
+def per_instance(
+    value: float | Tensor | None, n_inst: int, n_features: int, device: t.device | str | None
+) -> Float[Tensor, "inst feats"]:
+    """Broadcast a float, int or tensor (scalar, [feats], [inst, 1] or [inst, feats]) to a float [inst, feats]."""
+    value = 1.0 if value is None else value
+    value = t.as_tensor(value, dtype=t.float32, device=device)
+    return t.broadcast_to(value, (n_inst, n_features)).clone()
+
+
+class ToyModel(nn.Module):
+    """`n_inst` toy models trained at once: each instance has its own weights, sparsity and importance.
+
+    The model compresses a feature vector x into d_hidden dimensions with h = W x, and reconstructs it with
+    x' = ReLU(Wᵀ h + b_final), using the same W both ways.
+    """
+
+    W: Float[Tensor, "inst d_hidden feats"]
+    b_final: Float[Tensor, "inst feats"]
+    feature_probability: Float[Tensor, "inst feats"]
+    importance: Float[Tensor, "inst feats"]
+
+    def __init__(
+        self,
+        cfg: ToyModelConfig,
+        feature_probability: float | Tensor | None = None,
+        importance: float | Tensor | None = None,
+        device: t.device | str | None = None,
+    ):
+        super().__init__()
+        self.cfg = cfg
+        shape = (cfg.n_inst, cfg.n_features)
+        self.register_buffer("feature_probability", per_instance(feature_probability, *shape, device))
+        self.register_buffer("importance", per_instance(importance, *shape, device))
+        # Xavier-normal per instance, so that an instance starts the same whether it is trained alone or beside
+        # others (initialising the whole 3-D tensor would make the scale depend on n_inst).
+        std = (2 / (cfg.d_hidden + cfg.n_features)) ** 0.5
+        self.W = nn.Parameter(t.randn((cfg.n_inst, cfg.d_hidden, cfg.n_features), device=device) * std)
+        self.b_final = nn.Parameter(t.zeros(shape, device=device))
+
+    def forward(self, features: Float[Tensor, "... inst feats"]) -> Float[Tensor, "... inst feats"]:
+        """x' = ReLU(Wᵀ W x + b_final), computed separately for every instance."""
+        hidden = einops.einsum(features, self.W, "... inst feats, inst d_hidden feats -> ... inst d_hidden")
+        out = einops.einsum(hidden, self.W, "... inst d_hidden, inst d_hidden feats -> ... inst feats")
+        return F.relu(out + self.b_final)
+
+    def generate_batch(self, batch_size: int) -> Float[Tensor, "batch inst feats"]:
+        """Each feature is present independently with its instance's probability p, with magnitude U[0, 1]."""
+        p = self.feature_probability
+        # One uniform u per entry does both jobs: the feature is present when u < p, and given that, u / p is
+        # uniform on [0, 1) and so is a valid magnitude. Same distribution as two separate draws, half the cost.
+        u = t.rand((batch_size, *p.shape), device=p.device)
+        return t.where(u < p, u / p, 0.0)
+
+    def calculate_loss(
+        self,
+        out: Float[Tensor, "batch inst feats"],
+        batch: Float[Tensor, "batch inst feats"],
+        per_instance: bool = False,
+    ) -> Float[Tensor, ""] | Float[Tensor, " inst"]:
+        """Importance-weighted squared error, averaged over batch and features.
+
+        Returns the sum over instances (what we train on: instances never interact, so minimising the sum
+        minimises each of them), or the loss of each instance when `per_instance` is True.
+        """
+        error = self.importance * (batch - out) ** 2
+        loss = einops.reduce(error, "batch inst feats -> inst", "mean")
+        return loss if per_instance else loss.sum()
+
+    def optimize(
+        self,
+        batch_size: int = 1024,
+        steps: int = 10_000,
+        log_freq: int = 100,
+        lr: float = 1e-3,
+        lr_scale: Callable[[int, int], float] = constant_lr,
+        weight_decay: float = 1e-2,
+    ) -> dict[str, Tensor]:
+        """Train every instance at once with AdamW; return the per-instance loss every `log_freq` steps."""
+        from utils.training import train
+
+        return train(self, batch_size, steps, log_freq, lr, lr_scale, weight_decay)
+
+
+def superposition_stats(
+    W: Float[Tensor, "inst d_hidden feats"],
+) -> tuple[Float[Tensor, "inst feats"], Float[Tensor, "inst feats"]]:
+    """The paper's two bar-chart quantities for every feature i of every instance.
+
+    norms[i] = ‖W_i‖ says how strongly feature i is represented; interference[i] = Σ_{j≠i} (Ŵ_i·W_j)² says how
+    much the other features project onto its direction (0 for a feature with a dimension to itself).
+    """
+    norms = W.norm(dim=1)
+    W_normed = W / norms.clamp_min(1e-8).unsqueeze(1)
+    overlaps = einops.einsum(W_normed, W, "inst d_hidden feat_i, inst d_hidden feat_j -> inst feat_i feat_j")
+    others = ~t.eye(W.shape[-1], dtype=t.bool, device=W.device)
+    interference = (overlaps**2 * others).sum(-1)
+    return norms, interference

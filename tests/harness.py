@@ -1,0 +1,331 @@
+"""How an exercise is checked: the machinery behind `tests.check` and the grader.
+
+Every check has two halves:
+
+* a **probe** calls the learner's object on seeded inputs and returns what came back (tensors, numbers,
+  strings), never a verdict;
+* a **verdict** rebuilds the same inputs from the seed, computes what the reference gives, and raises
+  `CheckFailed` with a hint in the learner's terms when the probe's results are wrong.
+
+In a notebook both halves run in one process. The grader runs the probe in a sandboxed child process and the
+verdict in its own clean process, so a submission that patches `torch` or `tests` can change only its own
+results, never how they are judged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import inspect
+import io
+import json
+import random
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch as t
+from torch import Tensor
+
+DEFAULT_SEED = 1234
+
+
+class CheckFailed(AssertionError):
+    """The learner's code ran but gave a wrong answer; the message says what is wrong and how to fix it."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython shows this instead of a stack trace
+        return [f"\x1b[31m✗ {self}\x1b[0m"]
+
+
+class NotImplementedYet(NotImplementedError):
+    """The exercise still holds its stub."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[33m… {self}\x1b[0m"]
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A realistic wrong implementation, and the hint the checker gives when it recognises it."""
+
+    impl: Callable[..., Any]
+    hint: str
+
+    @property
+    def name(self) -> str:
+        return self.impl.__name__
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a probe and its verdict share: the seed that fixes every input, and the device to run on."""
+
+    seed: int = DEFAULT_SEED
+    device: str = "cpu"
+
+    def generator(self, salt: int = 0) -> t.Generator:
+        """A CPU generator for inputs, independent of every global random state."""
+        return t.Generator().manual_seed(self.seed * 1_000_003 + salt)
+
+
+@dataclass
+class Exercise:
+    """One exercise: where its reference lives, how it is checked, and how it is presented."""
+
+    id: str
+    name: str  # the symbol the learner defines in the notebook
+    title: str
+    difficulty: int
+    importance: int
+    minutes: str
+    reference_path: str  # "module:attribute"
+    probe: Callable[[Any, Context], dict[str, Any]]
+    verdict: Callable[[dict[str, Any], Context], None]
+    method: str | None = None  # the method the learner writes, for class exercises
+    signature: tuple[str, ...] = ()  # required positional parameters of a function exercise
+    mistakes: list[Mistake] = field(default_factory=list)
+    points: int = 1
+
+    @property
+    def reference(self) -> Any:
+        module, attribute = self.reference_path.split(":")
+        return getattr(importlib.import_module(module), attribute)
+
+    @property
+    def what(self) -> str:
+        return f"{self.name}.{self.method}" if self.method else self.name
+
+    def check(self, obj: Any, *, seed: int = DEFAULT_SEED, device: str = "cpu") -> None:
+        context = Context(seed, device)
+        judge(self, run_probe(self, obj, context), context)
+        print(f"✓ {self.id}: {self.what} is correct.")
+
+
+# ----------------------------------------------------------------------------------------------- probing
+
+
+@contextlib.contextmanager
+def isolated_rng(seed: int) -> Iterator[None]:
+    """Seed every global generator for the block, then put back the learner's states untouched."""
+    py_state, np_state = random.getstate(), np.random.get_state()
+    devices = list(range(t.cuda.device_count())) if t.cuda.is_available() else []
+    with t.random.fork_rng(devices=devices):
+        t.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        try:
+            yield
+        finally:
+            random.setstate(py_state)
+            np.random.set_state(np_state)
+
+
+def validate_kind(exercise: Exercise, obj: Any) -> None:
+    """Refuse, in plain words, an object of the wrong kind before calling anything."""
+    name = exercise.name
+    if obj is None:
+        raise CheckFailed(f"got None instead of `{name}`: run the cell that defines `{name}` first.")
+    if exercise.method is not None:
+        if not isinstance(obj, type):
+            if isinstance(obj, t.nn.Module):
+                raise CheckFailed(
+                    f"got an instance of {type(obj).__name__}; pass the class itself: check(..., {name})."
+                )
+            raise CheckFailed(f"expected the class `{name}`, got {type(obj).__name__} {obj!r:.60}.")
+        if not callable(getattr(obj, exercise.method, None)):
+            raise CheckFailed(f"class {obj.__name__} has no method `{exercise.method}`.")
+        return
+    if isinstance(obj, type) or not callable(obj):
+        raise CheckFailed(f"expected the function `{name}`, got {type(obj).__name__} {obj!r:.60}.")
+    try:
+        inspect.signature(obj).bind(*exercise.signature)
+    except TypeError:
+        wanted = ", ".join(exercise.signature)
+        raise CheckFailed(
+            f"`{name}` should take ({wanted}); yours has the signature {inspect.signature(obj)}."
+        ) from None
+    except ValueError:  # builtins without a signature: let the call decide
+        pass
+
+
+def learner_traceback(error: BaseException, limit: int = 3) -> str:
+    """The last few frames of an exception, which is where the learner's own code is."""
+    frames = traceback.format_exception(type(error), error, error.__traceback__, limit=-limit)
+    return "".join(frames).strip()
+
+
+def run_probe(exercise: Exercise, obj: Any, context: Context) -> dict[str, Any]:
+    """Run the exercise's probe on the learner's object; never raises, whatever the object does."""
+    try:
+        validate_kind(exercise, obj)
+        with isolated_rng(context.seed):
+            results = exercise.probe(obj, context)
+        return {"status": "ok", **to_cpu(results)}
+    except CheckFailed as error:
+        return {"status": "fail", "message": str(error)}
+    except NotImplementedError as error:
+        return {"status": "not_implemented", "message": str(error)}
+    except Exception as error:  # the learner's code raised: report it, with its own frames
+        return {"status": "error", "message": f"{type(error).__name__}: {error}", "trace": learner_traceback(error)}
+
+
+def attempt(call: Callable[[], Any]) -> Any:
+    """Run one learner call inside a probe, recording an exception as a result instead of aborting.
+
+    A stub's NotImplementedError still propagates, so the exercise is reported as not implemented.
+    """
+    try:
+        return call()
+    except NotImplementedError:
+        raise
+    except Exception as error:
+        return {"raised": f"{type(error).__name__}: {error}"}
+
+
+def raised(value: Any) -> str | None:
+    """The exception message recorded by `attempt`, or None if the call returned normally."""
+    return value["raised"] if isinstance(value, dict) and set(value) == {"raised"} else None
+
+
+def judge(exercise: Exercise, results: dict[str, Any], context: Context) -> None:
+    """Turn probe results into a verdict: return if right, raise CheckFailed / NotImplementedYet if not."""
+    status = results.get("status")
+    if status == "not_implemented":
+        raise NotImplementedYet(
+            f"{exercise.id}: `{exercise.what}` is not implemented yet: replace the "
+            f"`raise NotImplementedError(...)` line with your code, re-run that cell, then this one."
+        )
+    if status == "fail":
+        raise CheckFailed(f"{exercise.id}: {results['message']}")
+    if status == "error":
+        raise CheckFailed(
+            f"{exercise.id}: your `{exercise.what}` raised {results['message']}\n\n{results.get('trace', '')}"
+        )
+    try:
+        with isolated_rng(context.seed):  # the verdict builds reference models: keep the learner's RNG untouched
+            exercise.verdict(results, context)
+    except CheckFailed as error:
+        raise CheckFailed(f"{exercise.id}: {error}") from None
+
+
+# ------------------------------------------------------------------------------- comparing with hints
+
+
+def describe_shape(shape: tuple[int, ...], axes: str) -> str:
+    names = axes.split()
+    if len(names) == len(shape):
+        return "(" + ", ".join(names) + ") = " + str(tuple(shape))
+    return str(tuple(shape))
+
+
+def expect_tensor(got: Any, what: str, shape: tuple[int, ...], axes: str, dtype: t.dtype = t.float32) -> Tensor:
+    """Check type, shape and dtype first, with a message that names the axes."""
+    if (message := raised(got)) is not None:
+        raise CheckFailed(f"{what} raised {message}")
+    if not isinstance(got, Tensor):
+        raise CheckFailed(
+            f"{what} should return a tensor of shape {describe_shape(shape, axes)}, got {type(got).__name__}."
+        )
+    if tuple(got.shape) != tuple(shape):
+        raise CheckFailed(f"{what} should return shape {describe_shape(shape, axes)}, got {tuple(got.shape)}.")
+    if got.dtype != dtype:
+        raise CheckFailed(f"{what} should return {dtype}, got {got.dtype}.")
+    return got
+
+
+def expect_close(
+    got: Tensor,
+    expected: Tensor,
+    what: str,
+    candidates: dict[str, Tensor] | None = None,
+    hints: dict[str, str] | None = None,
+    rtol: float = 1e-4,
+    atol: float = 1e-5,
+) -> None:
+    """Compare values; when they differ, name the known mistake whose output the learner's matches."""
+    if not t.isfinite(got).all() and t.isfinite(expected).all():
+        raise CheckFailed(f"{what} contains NaN or inf values where the reference has none.")
+    if t.allclose(got, expected, rtol=rtol, atol=atol):
+        return
+    for name, output in (candidates or {}).items():
+        if isinstance(output, Tensor) and output.shape == got.shape and t.allclose(got, output, rtol=rtol, atol=atol):
+            raise CheckFailed(f"{what} is wrong. {(hints or {})[name]}")
+    diff = (got - expected).abs()
+    where = tuple(int(i) for i in np.unravel_index(int(diff.argmax()), diff.shape))
+    raise CheckFailed(
+        f"{what} is wrong: largest difference {diff.max():.3g} at index {where} "
+        f"(expected {expected[where]:.5g}, got {got[where]:.5g})."
+    )
+
+
+def mistake_outputs(mistakes: list[Mistake], run: Callable[[Callable[..., Any]], Any]) -> tuple[dict, dict]:
+    """Outputs of every catalogued mistake on the check's inputs, and their hints, keyed by name."""
+    outputs, hints = {}, {}
+    for mistake in mistakes:
+        try:
+            outputs[mistake.name] = run(mistake.impl)
+        except Exception:  # a mistake that cannot run on these inputs cannot be the learner's
+            continue
+        hints[mistake.name] = mistake.hint
+    return outputs, hints
+
+
+# ------------------------------------------------------------------------------ moving results around
+
+
+def to_cpu(value: Any) -> Any:
+    """Detach tensors and move them to the CPU, recursively, so results can be compared and serialised."""
+    if isinstance(value, Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {str(k): to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_cpu(v) for v in value]
+    return value
+
+
+def encode_results(results: dict[str, Any]) -> bytes:
+    """Serialise probe results without pickle: a JSON skeleton plus an .npz of the arrays."""
+    arrays: dict[str, np.ndarray] = {}
+
+    def encode(value: Any) -> Any:
+        if isinstance(value, Tensor):
+            key = f"a{len(arrays)}"
+            arrays[key] = (
+                value.detach().cpu().float().numpy() if value.dtype == t.bfloat16 else value.detach().cpu().numpy()
+            )
+            return {"__tensor__": key, "dtype": str(value.dtype).removeprefix("torch.")}
+        if isinstance(value, dict):
+            return {"__dict__": {str(k): encode(v) for k, v in value.items()}}
+        if isinstance(value, list | tuple):
+            return [encode(v) for v in value]
+        if value is None or isinstance(value, bool | int | float | str):
+            return value
+        return {"__repr__": repr(value)[:200]}
+
+    skeleton = json.dumps(encode(results)).encode()
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return len(skeleton).to_bytes(8, "little") + skeleton + buffer.getvalue()
+
+
+def decode_results(data: bytes) -> dict[str, Any]:
+    """Inverse of `encode_results`; never unpickles anything."""
+    size = int.from_bytes(data[:8], "little")
+    skeleton = json.loads(data[8 : 8 + size])
+    arrays = np.load(io.BytesIO(data[8 + size :]), allow_pickle=False)
+
+    def decode(value: Any) -> Any:
+        if isinstance(value, list):
+            return [decode(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if "__tensor__" in value:
+            return t.from_numpy(arrays[value["__tensor__"]].copy()).to(getattr(t, value["dtype"]))
+        if "__dict__" in value:
+            return {k: decode(v) for k, v in value["__dict__"].items()}
+        return f"<{value.get('__repr__', 'object')}>"
+
+    return decode(skeleton)

@@ -1,0 +1,25 @@
+"""Shared fixtures: headless progress bars, and the code cells of a generated notebook as a namespace."""
+
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("COURSE_HEADLESS", "1")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def notebook_namespace(path: Path, roles: tuple[str, ...] = ("given", "exercise")) -> dict:
+    """Execute a notebook's imports cell and the cells with the given roles; return the resulting globals.
+
+    This is exactly the code a learner runs before a check, so the stubs tested here are the real ones.
+    """
+    cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    namespace: dict = {"__name__": "__notebook__"}
+    for cell in cells:
+        role = cell["metadata"].get("course", {}).get("role", "")
+        source = "".join(cell["source"])
+        if (not role and source.lstrip().startswith(("from ", "import "))) or role in roles:
+            exec(compile(source, f"<{path.name}>", "exec"), namespace)
+    return namespace

@@ -1,0 +1,1 @@
+"""Checks for chapter 1: toy models of superposition."""

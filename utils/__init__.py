@@ -1,0 +1,1 @@
+"""Shared code of the course: training loop, plots, notebook generation, setup and grading."""
