@@ -203,9 +203,7 @@ def notebook_path(source: Path, variant: str) -> Path:
 
 
 def colab_badge(path: Path) -> str:
-    relative = path.relative_to(ROOT).as_posix()
-    repository = REPOSITORY.removeprefix("https://github.com/")
-    url = f"https://colab.research.google.com/github/{repository}/blob/{BRANCH}/{relative}"
+    url = colab_url(path)
     badge = "https://colab.research.google.com/assets/colab-badge.svg"
     return f'<a href="{url}" target="_parent"><img src="{badge}" alt="Open In Colab"/></a>'
 
@@ -244,24 +242,45 @@ def build(source: Path, variant: str) -> dict:
     }
 
 
+def colab_url(path: Path) -> str:
+    repository = REPOSITORY.removeprefix("https://github.com/")
+    return f"https://colab.research.google.com/github/{repository}/blob/{BRANCH}/{path.relative_to(ROOT).as_posix()}"
+
+
+def readme_with_table(readme: str) -> str:
+    """The README with its table of notebooks (title, exercises, Colab links) rebuilt from the sources."""
+    rows = []
+    for source in SOURCES:
+        meta, cells = parse(source, "exercises")
+        ids = [", ".join(f"`{i}`" for i in cell.exercise_ids) for cell in cells if cell.role == "check"]
+        links = " · ".join(f"[{variant}]({colab_url(notebook_path(source, variant))})" for variant in VARIANTS)
+        chapter = 1 if source.parent.parent.name == "chapter_tms" else 2
+        rows.append(f"| {chapter} | {meta['title']} | {', '.join(ids)} | {links} |")
+    start, end = "<!-- notebooks-table -->\n", "<!-- end notebooks-table -->"
+    before, rest = readme.split(start, 1)
+    return before + start + "\n".join(rows) + "\n" + end + rest.split(end, 1)[1]
+
+
 def render(notebook: dict) -> str:
     return json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if a committed notebook is out of date")
+    parser.add_argument("--check", action="store_true", help="fail if a notebook or the README table is out of date")
     args = parser.parse_args(argv)
     stale = []
-    for source in SOURCES:
-        for variant in VARIANTS:
-            path, text = notebook_path(source, variant), render(build(source, variant))
-            if args.check:
-                if not path.exists() or path.read_text() != text:
-                    stale.append(path.relative_to(ROOT))
-            elif not path.exists() or path.read_text() != text:
-                path.write_text(text)
-                print(f"wrote {path.relative_to(ROOT)}")
+    outputs = [(notebook_path(s, v), render(build(s, v))) for s in SOURCES for v in VARIANTS]
+    readme = ROOT / "README.md"
+    outputs.append((readme, readme_with_table(readme.read_text())))
+    for path, text in outputs:
+        if path.exists() and path.read_text() == text:
+            continue
+        if args.check:
+            stale.append(path.relative_to(ROOT))
+        else:
+            path.write_text(text)
+            print(f"wrote {path.relative_to(ROOT)}")
     if stale:
         print("out of date (run `make notebooks`):", *stale, sep="\n  ", file=sys.stderr)
         return 1
