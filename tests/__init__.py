@@ -1,15 +1,21 @@
 """Learner-facing checks: `from tests import check`, then `check("<exercise id>", obj)` after each exercise.
 
-`EXERCISES` maps every exercise id to its entry (`.id`, `.name`, `.reference`, `.check(obj)`, ...). Sections add
-their entries in `tests/<chapter>/<section>.py`; this file only collects them.
+`EXERCISES` maps every exercise id to its entry (`.id`, `.name`, `.reference`, `.check(obj)`, ...). Each section
+keeps its checks in `tests/<chapter>/<section>.py` with a module-level `EXERCISES` list; `SECTIONS` below puts
+them in course order.
 """
 
+import importlib
 from typing import Any
 
 from tests.harness import CheckFailed, Exercise, NotImplementedYet
-from tests.tms import superposition as _tms_superposition
 
-EXERCISES: dict[str, Exercise] = {ex.id: ex for ex in [*_tms_superposition.EXERCISES]}
+# Course order. A section appears here once its module exists.
+SECTIONS = ["tms.superposition"]
+
+EXERCISES: dict[str, Exercise] = {
+    exercise.id: exercise for section in SECTIONS for exercise in importlib.import_module(f"tests.{section}").EXERCISES
+}
 
 
 def check(exercise_id: str, obj: Any, **options: Any) -> None:

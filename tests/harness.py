@@ -86,6 +86,7 @@ class Exercise:
     method: str | None = None  # the method the learner writes, for class exercises
     signature: tuple[str, ...] = ()  # required positional parameters of a function exercise
     mistakes: list[Mistake] = field(default_factory=list)
+    alternatives: list[Callable[..., Any]] = field(default_factory=list)  # correct, but written differently
     points: int = 1
 
     @property

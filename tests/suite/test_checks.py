@@ -8,7 +8,6 @@ import torch as t
 
 from tests import EXERCISES, check
 from tests.harness import CheckFailed, Context, NotImplementedYet, decode_results, encode_results, judge, run_probe
-from tests.suite.alternatives import ALTERNATIVES
 from tests.suite.conftest import ROOT, notebook_namespace
 
 EXERCISE_NOTEBOOKS = sorted(ROOT.glob("chapter_*/*_exercises.ipynb"))
@@ -63,14 +62,15 @@ def test_each_catalogued_mistake_fails_with_its_own_hint(exercise_id, mistake):
     assert mistake.hint.rstrip(".") in str(failure.value), str(failure.value)
 
 
-def test_every_exercise_has_at_least_six_mistakes():
+def test_every_exercise_has_at_least_six_mistakes_and_an_alternative_solution():
     for exercise in EXERCISES.values():
         assert len(exercise.mistakes) >= 6, f"{exercise.id} has only {len(exercise.mistakes)} catalogued mistakes"
+        assert exercise.alternatives, f"{exercise.id} has no differently written correct implementation to accept"
 
 
 @pytest.mark.parametrize(
     "exercise_id, impl",
-    [(ex_id, impl) for ex_id, impls in ALTERNATIVES.items() for impl in impls],
+    [(ex.id, impl) for ex in EXERCISES.values() for impl in ex.alternatives],
     ids=lambda value: getattr(value, "__name__", value),
 )
 def test_correct_but_differently_written_implementations_pass(exercise_id, impl):
