@@ -8,8 +8,9 @@ Every check has two halves:
   `CheckFailed` with a hint in the learner's terms when the probe's results are wrong.
 
 In a notebook both halves run in one process. The grader runs the probe in a sandboxed child process and the
-verdict in its own clean process, so a submission that patches `torch` or `tests` can change only its own
-results, never how they are judged.
+verdict in the grader's own process, which never runs learner code, so a submission that patches `torch` or
+`tests` can change only its own results, never how they are judged. Probes therefore never import `solutions`:
+the grader's children have no working references.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import io
 import json
 import random
 import traceback
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -168,7 +170,7 @@ def run_probe(exercise: Exercise, obj: Any, context: Context) -> dict[str, Any]:
         return {"status": "fail", "message": str(error)}
     except NotImplementedError as error:
         return {"status": "not_implemented", "message": str(error)}
-    except Exception as error:  # the learner's code raised: report it, with its own frames
+    except (Exception, SystemExit) as error:  # the learner's code raised (or called exit()): report it
         return {"status": "error", "message": f"{type(error).__name__}: {error}", "trace": learner_traceback(error)}
 
 
@@ -312,10 +314,50 @@ def encode_results(results: dict[str, Any]) -> bytes:
     return len(skeleton).to_bytes(8, "little") + skeleton + buffer.getvalue()
 
 
+MAX_SKELETON_BYTES = 1 << 20
+MAX_ARRAY_BYTES = 256 << 20
+DTYPES = {
+    name: getattr(t, name)
+    for name in (
+        "float16",
+        "bfloat16",
+        "float32",
+        "float64",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "bool",
+        "complex64",
+    )
+}
+
+
+def check_archive(data: bytes) -> None:
+    """Refuse results whose sizes could exhaust memory: compressed members (zip bombs) or .npy headers that promise
+    more data than they hold. Results may come from a process running hostile code."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or info.file_size > MAX_ARRAY_BYTES:
+                raise ValueError("malformed results")
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read_header = (
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                )
+                shape, _, dtype = read_header(member)
+                if np.prod(shape, dtype=np.float64) * dtype.itemsize > info.file_size:
+                    raise ValueError("malformed results")
+
+
 def decode_results(data: bytes) -> dict[str, Any]:
-    """Inverse of `encode_results`; never unpickles anything."""
+    """Inverse of `encode_results`; never unpickles anything, and raises ValueError on malformed input."""
     size = int.from_bytes(data[:8], "little")
+    if size > MAX_SKELETON_BYTES or 8 + size > len(data):
+        raise ValueError("malformed results")
     skeleton = json.loads(data[8 : 8 + size])
+    check_archive(data[8 + size :])
     arrays = np.load(io.BytesIO(data[8 + size :]), allow_pickle=False)
 
     def decode(value: Any) -> Any:
@@ -324,9 +366,14 @@ def decode_results(data: bytes) -> dict[str, Any]:
         if not isinstance(value, dict):
             return value
         if "__tensor__" in value:
-            return t.from_numpy(arrays[value["__tensor__"]].copy()).to(getattr(t, value["dtype"]))
+            if value.get("dtype") not in DTYPES:
+                raise ValueError("malformed results")
+            return t.from_numpy(arrays[value["__tensor__"]].copy()).to(DTYPES[value["dtype"]])
         if "__dict__" in value:
             return {k: decode(v) for k, v in value["__dict__"].items()}
         return f"<{value.get('__repr__', 'object')}>"
 
-    return decode(skeleton)
+    results = decode(skeleton)
+    if not isinstance(results, dict):
+        raise ValueError("malformed results")
+    return results

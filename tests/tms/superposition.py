@@ -5,6 +5,7 @@ checker gives when it recognises it. The test suite runs every one of them throu
 """
 
 import itertools
+from types import SimpleNamespace
 
 import einops
 import torch as t
@@ -33,12 +34,15 @@ def reference_model(cfg_kwargs: dict, **kwargs) -> t.nn.Module:
     return ToyModel(ToyModelConfig(**cfg_kwargs), **kwargs)
 
 
+def toy_model_config(**fields) -> SimpleNamespace:
+    """The fields of the notebook's ToyModelConfig, without importing `solutions` (probes never do)."""
+    return SimpleNamespace(**{"n_correlated_pairs": 0, "n_anticorrelated_pairs": 0, **fields})
+
+
 def build(cls: type, cfg_kwargs: dict, device: str, **kwargs) -> t.nn.Module:
     """Instantiate the learner's class the way the notebook does, with a plain message if that fails."""
-    from solutions.tms.superposition import ToyModelConfig
-
     try:
-        return cls(ToyModelConfig(**cfg_kwargs), device=device, **kwargs)
+        return cls(toy_model_config(**cfg_kwargs), device=device, **kwargs)
     except NotImplementedError:
         raise
     except Exception as error:

@@ -1,0 +1,269 @@
+"""Grading one notebook, from the grader's side: plan, run children within budgets, judge what they send.
+
+The grader process never runs learner code. For each notebook it asks the fork server for a child that runs
+the kept statements (see `extract`) and then every exercise's probe, and follows it step by step:
+
+* a statement that runs past the cell budget, crashes the interpreter or interferes with the channel is
+  dropped, and a fresh child starts without it (the exercises it defined then report "timeout" or "error");
+* an exercise whose probe runs past the exercise budget is reported as "timeout", and a fresh child carries on
+  with the exercises after it;
+* a submission has a budget too, after which whatever is left is reported as "timeout".
+
+Every restart either drops a statement or settles an exercise, so grading a notebook always ends. Results are
+decoded without pickle and judged here, with the course's verdicts and the run's secret seed: patching
+`torch`, `tests` or `check` inside a child changes nothing but that child's own results.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import site
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests import EXERCISES
+from tests.harness import CheckFailed, Context, NotImplementedYet, decode_results, judge
+from utils.grading.extract import NotANotebook, Plan, bound_names, code_cells, describe, plan_notebook
+from utils.grading.processes import Child, ForkServer, Stop
+
+ROOT = Path(__file__).resolve().parents[2]
+STATUS_RANK = {"pass": 0, "fail": 1, "error": 2, "timeout": 3, "not_implemented": 4, "missing": 5}
+MAX_MESSAGE = 4000
+# Not /dev, /proc or /sys as a whole: as root, a raw disk (/dev/sda) or /proc/kcore would bypass every path rule.
+SYSTEM_READABLE = ["/usr", "/lib", "/lib32", "/lib64", "/bin", "/etc/ld.so.cache", "/etc/localtime", "/dev/null",
+                   "/dev/zero", "/dev/random", "/dev/urandom", "/proc/cpuinfo", "/proc/meminfo",
+                   "/sys/devices/system/cpu"]  # fmt: skip
+OWN_PROC = "/proc/self"  # resolved by each child to its own process
+LAYERS = ("namespaces", "rlimits", "landlock", "audit_hook")
+
+
+@dataclass
+class Settings:
+    cell_timeout: float = 30.0  # seconds for one kept statement of a notebook
+    exercise_timeout: float = 30.0  # seconds for one exercise's probe
+    submission_timeout: float = 600.0  # seconds for everything of one submission
+    startup_timeout: float = 120.0  # seconds for the fork server to import torch, or a child to start
+    memory_mb: int = 4096  # address space of a child
+    workers: int = 2  # submissions graded at once
+    seed: int | None = None  # None: a fresh secret seed for every grading run
+    layers: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(LAYERS, True))
+    show_child_output: bool = False  # for debugging the grader itself: children write to the grader's stderr
+
+
+@dataclass
+class Result:
+    status: str  # pass / fail / not_implemented / missing / error / timeout
+    message: str
+    points: int = 0
+    notebook: str = ""  # which of the submission's notebooks it comes from
+
+
+def clip(text: str, limit: int = MAX_MESSAGE) -> str:
+    return text if len(text) <= limit else text[: limit - 20] + "\n… (truncated)"
+
+
+# ---------------------------------------------------------------------------------- what a child sees
+
+
+def inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def readable_roots(protected: list[str]) -> list[str]:
+    """System libraries, Python and its packages, minus every protected folder (the course, submissions, ...).
+
+    A candidate that contains a protected folder is replaced by its other entries, recursively, because a
+    Landlock rule (and the audit hook's list) can only allow whole trees.
+    """
+    python = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *site.getsitepackages()]
+    elsewhere = [p for p in sys.path if p and not any(inside(os.path.realpath(p), q) for q in protected)]
+    roots: list[str] = []
+
+    def add(path: str) -> None:
+        if path in protected or path in roots or not os.path.exists(path):
+            return
+        if not any(inside(p, path) for p in protected):
+            roots.append(path)
+        elif os.path.isdir(path):
+            for entry in sorted(os.listdir(path)):
+                add(os.path.join(path, entry))
+
+    for candidate in [*SYSTEM_READABLE, *python, *elsewhere]:
+        add(os.path.realpath(candidate))
+    return [*roots, OWN_PROC]
+
+
+PLACEHOLDER = '''
+class {name}:
+    """Removed while grading: a submission is graded on its own code."""
+
+    def __init__(self, *args, **kwargs):
+        raise RuntimeError("`{name}` from `solutions` is not available while grading: write your own.")
+'''
+
+
+def copy_course(destination: Path) -> None:
+    """What children import: `tests` (the probes), `utils`, and `solutions` without any exercise's answer.
+
+    Probes may use a section's given code (`ToyModelConfig`) from `solutions`. Every object that is some
+    exercise's reference is replaced by a placeholder that raises, so `from solutions.tms import ToyModel` in a
+    submission gets nothing that could pass.
+    """
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "suite", ".*")
+    for package in ("tests", "utils", "solutions"):
+        shutil.copytree(ROOT / package, destination / package, ignore=ignore)
+    removed: dict[Path, set[str]] = {}
+    for exercise in EXERCISES.values():
+        module_name, attribute = exercise.reference_path.split(":")
+        reference = exercise.reference
+        module = sys.modules[getattr(reference, "__module__", module_name)]
+        removed.setdefault(Path(module.__file__).resolve(), set()).add(getattr(reference, "__name__", attribute))
+    for source, names in removed.items():
+        target = destination / source.relative_to(ROOT)
+        body = []
+        for node in ast.parse(target.read_text("utf-8")).body:
+            stubs = [ast.parse(PLACEHOLDER.format(name=name)).body[0] for name in sorted(bound_names(node) & names)]
+            body += stubs or [node]
+        target.write_text(ast.unparse(ast.Module(body=body, type_ignores=[])), "utf-8")
+
+
+# ------------------------------------------------------------------------------------- judging results
+
+
+def verdict(exercise_id: str, results: dict, context: Context) -> Result:
+    """The course's own verdict on probe results: the learner's exceptions are "error", wrong answers "fail"."""
+    exercise = EXERCISES[exercise_id]
+    try:
+        judge(exercise, results, context)
+    except NotImplementedYet as error:
+        return Result("not_implemented", clip(str(error)))
+    except CheckFailed as error:
+        return Result("error" if results.get("status") == "error" else "fail", clip(str(error)))
+    except Exception as error:  # results the verdict cannot read: forged, or a bug in the verdict
+        return Result("error", clip(f"{exercise_id}: the grader could not judge the results ({error!r})"))
+    return Result("pass", f"{exercise_id}: `{exercise.what}` is correct.", exercise.points)
+
+
+# ------------------------------------------------------------------------------------------ the grader
+
+
+class Grader:
+    """What a grading run shares: settings, the secret seed, the course copy, the fork server, the policy."""
+
+    def __init__(self, settings: Settings, protected: list[Path]):
+        self.settings = settings
+        seed = settings.seed if settings.seed is not None else int.from_bytes(os.urandom(4), "little") % 2**31
+        self.context = Context(seed)
+        self.scratch = Path(tempfile.mkdtemp(prefix="course-grade-"))
+        self.course = self.scratch / "course"
+        copy_course(self.course)
+        protected_paths = [str(Path(p).resolve()) for p in [ROOT, *protected, self.scratch]]
+        self.readable = [*readable_roots(protected_paths), str(self.course)]
+        self.server = ForkServer(self.course, settings.startup_timeout, settings.show_child_output)
+        self.budgets = {"startup": settings.startup_timeout, "chunk": settings.cell_timeout,
+                        "exercise": settings.exercise_timeout}  # fmt: skip
+        self.judging = threading.Lock()  # verdicts were written for one thread at a time
+        self.layers: set[str] = set()  # sandbox layers the children applied, and problems they reported
+        self.problems: set[str] = set()
+
+    def close(self) -> None:
+        self.server.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def child_plan(self, plan: Plan, chunks: list[tuple[int, int]], exercises: list[str]) -> dict:
+        settings = self.settings
+        limits = {
+            "memory_bytes": settings.memory_mb * 2**20,
+            "cpu_seconds": int(settings.submission_timeout) + 60,
+            "file_bytes": 64 * 2**20,
+            "open_files": 256,
+        }
+        return {
+            "seed": self.context.seed,
+            "device": self.context.device,
+            "layers": settings.layers,
+            "limits": limits,
+            "readable": self.readable,
+            "show_output": settings.show_child_output,
+            "cells": {str(cell): source for cell, source in plan.cells.items()},
+            "chunks": chunks,
+            "exercises": exercises,
+        }
+
+    def grade_notebook(self, path: Path, name: str, deadline: float) -> tuple[dict[str, Result], list[str], set[str]]:
+        """Results for the exercises this notebook defines, notes for the instructor, and the sandbox layers used."""
+        try:
+            cells = code_cells(path)
+        except NotANotebook as error:
+            return {}, [f"{name}: {error}; nothing graded"], set()
+        plan = plan_notebook(cells, {exercise.name for exercise in EXERCISES.values()})
+        notes = [f"{name}: {note}" for note in plan.notes]
+        pending = [i for i, exercise in EXERCISES.items() if exercise.name in plan.binders]
+        dropped: dict[tuple[int, int], Stop] = {}  # statements that hung, crashed or meddled, and why
+        errors: dict[tuple[int, int], str] = {}  # statements that raised, and what
+        settled: dict[str, bytes | Result] = {}  # exercise id -> probe results to judge, or a result already
+        layers: set[str] = set()
+        while pending:
+            if time.monotonic() >= deadline:
+                budget = f"the submission's time budget ({self.settings.submission_timeout:g} s) ran out first"
+                settled |= {i: Result("timeout", budget) for i in pending}
+                break
+            chunks = [chunk for chunk in plan.chunks if chunk not in dropped]
+            child = Child(self.server, self.child_plan(plan, chunks, pending), self.scratch, self.budgets)
+            stop = child.run(deadline)
+            layers.update(child.layers)
+            self.layers.update(child.layers)
+            self.problems.update(child.problems)
+            errors |= {chunks[n]: error for n, error in child.errors.items()}
+            settled |= child.results
+            pending = [i for i in pending if i not in child.results]
+            if stop is None or stop.kind == "deadline":
+                continue
+            blamed = child.blame()
+            if blamed is None:  # nothing of the learner's ran yet: the grader's own problem
+                settled |= {i: Result("error", f"the grader could not start a child: {stop.reason}") for i in pending}
+                break
+            kind, what = blamed
+            if kind == "chunk":
+                dropped[chunks[what]] = stop
+                notes.append(f"{name}: {describe(plan.cells, chunks[what])}: skipped, {stop.reason}")
+            else:
+                status = "timeout" if stop.kind == "timeout" else "error"
+                settled[what] = Result(status, f"{what}: your code stopped the check: {stop.reason}.")
+                pending = [i for i in pending if i != what]  # it may have sent (forged) results already
+        notes += [f"{name}: {describe(plan.cells, chunk)} raised:\n{error}" for chunk, error in errors.items()]
+        results = {}
+        for exercise_id, value in settled.items():
+            result = value if isinstance(value, Result) else self.judge(exercise_id, value, plan, dropped, errors)
+            result.notebook = name
+            results[exercise_id] = result
+        return results, notes, layers
+
+    def judge(self, exercise_id: str, payload: bytes, plan: Plan, dropped: dict, errors: dict) -> Result:
+        try:
+            results = decode_results(payload)
+        except Exception as error:
+            return Result("error", f"{exercise_id}: the results could not be read ({type(error).__name__}).")
+        if results.get("status") == "undefined":
+            return undefined(EXERCISES[exercise_id].name, plan, dropped, errors)
+        with self.judging:
+            return verdict(exercise_id, results, self.context)
+
+
+def undefined(name: str, plan: Plan, dropped: dict, errors: dict) -> Result:
+    """The symbol has a definition that did not run: say which statement stopped it, and how."""
+    for chunk in reversed(plan.binders[name]):
+        where = describe(plan.cells, chunk)
+        if chunk in dropped:
+            stop = dropped[chunk]
+            status = "timeout" if stop.kind == "timeout" else "error"
+            return Result(status, f"`{name}` was never defined: {where} stopped: {stop.reason}.")
+        if chunk in errors:
+            return Result("error", clip(f"`{name}` was never defined: {where} raised:\n{errors[chunk]}"))
+    return Result("error", f"`{name}` was not defined when its cell ran.")
