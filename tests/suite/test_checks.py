@@ -80,15 +80,13 @@ def test_correct_but_differently_written_implementations_pass(exercise_id, impl)
 @pytest.mark.slow
 @pytest.mark.parametrize("exercise_id", EXERCISES)
 def test_no_false_failures_over_200_seeds(exercise_id):
-    """Correct code passes under 200 different global seeds and 200 different check seeds (new inputs each time)."""
+    """The reference passes under 200 different global seeds and check seeds (new inputs and draws each time),
+    and so does the first alternative implementation under the first 25."""
     exercise = EXERCISES[exercise_id]
-    implementations = [
-        exercise.reference,
-        *(as_learner_object(exercise, impl) for impl in ALTERNATIVES[exercise_id][:1]),
-    ]
+    alternative = as_learner_object(exercise, exercise.alternatives[0])
     for seed in range(200):
         t.manual_seed(seed)
-        for obj in implementations:
+        for obj in [exercise.reference, alternative] if seed < 25 else [exercise.reference]:
             context = Context(seed=seed)
             judge(exercise, run_probe(exercise, obj, context), context)
 

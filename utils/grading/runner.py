@@ -29,7 +29,7 @@ from pathlib import Path
 
 from tests import EXERCISES
 from tests.harness import CheckFailed, Context, NotImplementedYet, decode_results, judge
-from utils.grading.extract import NotANotebook, Plan, bound_names, code_cells, describe, plan_notebook
+from utils.grading.extract import NotANotebook, Plan, bound_names, code_cells, describe, parse, plan_notebook
 from utils.grading.processes import Child, ForkServer, Stop
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,8 +127,8 @@ def copy_course(destination: Path) -> None:
     for source, names in removed.items():
         target = destination / source.relative_to(ROOT)
         body = []
-        for node in ast.parse(target.read_text("utf-8")).body:
-            stubs = [ast.parse(PLACEHOLDER.format(name=name)).body[0] for name in sorted(bound_names(node) & names)]
+        for node in parse(target.read_text("utf-8")).body:
+            stubs = [parse(PLACEHOLDER.format(name=name)).body[0] for name in sorted(bound_names(node) & names)]
             body += stubs or [node]
         target.write_text(ast.unparse(ast.Module(body=body, type_ignores=[])), "utf-8")
 
