@@ -41,6 +41,10 @@ class CheckFailed(AssertionError):
         return [f"\x1b[31m✗ {self}\x1b[0m"]
 
 
+class MethodMissing(CheckFailed):
+    """The learner's class has no method for this exercise (e.g. a class from an earlier section)."""
+
+
 class NotImplementedYet(NotImplementedError):
     """The exercise still holds its stub."""
 
@@ -138,7 +142,7 @@ def validate_kind(exercise: Exercise, obj: Any) -> None:
                 )
             raise CheckFailed(f"expected the class `{name}`, got {type(obj).__name__} {obj!r:.60}.")
         if not callable(getattr(obj, exercise.method, None)):
-            raise CheckFailed(f"class {obj.__name__} has no method `{exercise.method}`.")
+            raise MethodMissing(f"class {obj.__name__} has no method `{exercise.method}`.")
         return
     if isinstance(obj, type) or not callable(obj):
         raise CheckFailed(f"expected the function `{name}`, got {type(obj).__name__} {obj!r:.60}.")
@@ -166,6 +170,8 @@ def run_probe(exercise: Exercise, obj: Any, context: Context) -> dict[str, Any]:
         with isolated_rng(context.seed):
             results = exercise.probe(obj, context)
         return {"status": "ok", **to_cpu(results)}
+    except MethodMissing as error:
+        return {"status": "missing", "message": str(error)}
     except CheckFailed as error:
         return {"status": "fail", "message": str(error)}
     except NotImplementedError as error:
@@ -200,7 +206,7 @@ def judge(exercise: Exercise, results: dict[str, Any], context: Context) -> None
             f"{exercise.id}: `{exercise.what}` is not implemented yet: replace the "
             f"`raise NotImplementedError(...)` line with your code, re-run that cell, then this one."
         )
-    if status == "fail":
+    if status in ("fail", "missing"):
         raise CheckFailed(f"{exercise.id}: {results['message']}")
     if status == "error":
         raise CheckFailed(

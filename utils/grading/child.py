@@ -159,8 +159,18 @@ def protect(plan: dict) -> tuple[list[str], list[str]]:
     return applied, problems
 
 
+def use_course(course: str) -> None:
+    """Make `solutions` resolve to this notebook's course copy, where only its own exercises' answers are removed
+    (later sections build on earlier references: a DoubleDescentModel is a ToyModel with its generate_batch)."""
+    sys.path.insert(0, course)
+    for name in [m for m in sys.modules if m == "solutions" or m.startswith("solutions.")]:
+        del sys.modules[name]
+    importlib.invalidate_caches()
+
+
 def run_chunks(plan: dict, namespace: dict) -> None:
     """Execute each kept statement on its own, in notebook order, with the cell's name in tracebacks."""
+    use_course(plan["course"])
     modules = {}
     for n, (cell, index) in enumerate(plan["chunks"]):
         send({"event": "chunk", "n": n})

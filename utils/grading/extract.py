@@ -180,6 +180,8 @@ def plan_notebook(cells: list[tuple[int, str]], symbols: set[str]) -> Plan:
         s = found[i]
         plan.chunks.append((s.cell, s.index))
         plan.cells[s.cell] = sources[s.cell]
+        if "solutions" in imported_packages(s.node):
+            continue  # importing the course's own answer does not define the learner's
         for symbol in s.binds & symbols:
             plan.binders.setdefault(symbol, []).append((s.cell, s.index))
     return plan

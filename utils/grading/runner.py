@@ -100,36 +100,56 @@ def readable_roots(protected: list[str]) -> list[str]:
 
 
 PLACEHOLDER = '''
-class {name}:
+def {name}(*args, **kwargs):
     """Removed while grading: a submission is graded on its own code."""
-
-    def __init__(self, *args, **kwargs):
-        raise RuntimeError("`{name}` from `solutions` is not available while grading: write your own.")
+    raise RuntimeError("`{name}` from `solutions` is not available while grading: write your own.")
 '''
 
 
-def copy_course(destination: Path) -> None:
-    """What children import: `tests` (the probes), `utils`, and `solutions` without any exercise's answer.
+def redact(node: ast.stmt, whole: set[str], methods: dict[str, set[str]]) -> list[ast.stmt]:
+    """A top-level statement with every exercise's answer replaced by a function that raises.
 
-    Probes may use a section's given code (`ToyModelConfig`) from `solutions`. Every object that is some
-    exercise's reference is replaced by a placeholder that raises, so `from solutions.tms import ToyModel` in a
-    submission gets nothing that could pass.
+    Functions are replaced whole. Classes keep everything but their exercise methods, because later sections
+    subclass them (NeuronModel is a ToyModel) and learners build on the given parts.
+    """
+    if isinstance(node, ast.ClassDef) and node.name in methods:
+        node.body = [
+            parse(PLACEHOLDER.format(name=item.name)).body[0]
+            if isinstance(item, ast.FunctionDef) and item.name in methods[node.name]
+            else item
+            for item in node.body
+        ]
+        return [node]
+    stubs = [parse(PLACEHOLDER.format(name=name)).body[0] for name in sorted(bound_names(node) & whole)]
+    return stubs or [node]
+
+
+def copy_course(destination: Path, redacted: list[str]) -> None:
+    """What children import: `tests` (the probes), `utils`, and `solutions` without the answers of `redacted`.
+
+    Every function that is one of those exercises' reference, and every such exercise method of a reference class,
+    is replaced by a function that raises, so `from solutions.tms import ToyModel` in a submission gets nothing that
+    could pass. Exercises of other sections keep their references: later sections build on earlier ones.
     """
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "suite", ".*")
     for package in ("tests", "utils", "solutions"):
         shutil.copytree(ROOT / package, destination / package, ignore=ignore)
-    removed: dict[Path, set[str]] = {}
-    for exercise in EXERCISES.values():
+    whole: dict[Path, set[str]] = {}
+    methods: dict[Path, dict[str, set[str]]] = {}
+    for exercise in (EXERCISES[i] for i in redacted):
         module_name, attribute = exercise.reference_path.split(":")
         reference = exercise.reference
-        module = sys.modules[getattr(reference, "__module__", module_name)]
-        removed.setdefault(Path(module.__file__).resolve(), set()).add(getattr(reference, "__name__", attribute))
-    for source, names in removed.items():
+        source = Path(sys.modules[getattr(reference, "__module__", module_name)].__file__).resolve()
+        name = getattr(reference, "__name__", attribute)
+        if exercise.method is None:
+            whole.setdefault(source, set()).add(name)
+        else:
+            methods.setdefault(source, {}).setdefault(name, set()).add(exercise.method)
+    for source in {*whole, *methods}:
         target = destination / source.relative_to(ROOT)
         body = []
         for node in parse(target.read_text("utf-8")).body:
-            stubs = [parse(PLACEHOLDER.format(name=name)).body[0] for name in sorted(bound_names(node) & names)]
-            body += stubs or [node]
+            body += redact(node, whole.get(source, set()), methods.get(source, {}))
         target.write_text(ast.unparse(ast.Module(body=body, type_ignores=[])), "utf-8")
 
 
@@ -139,6 +159,8 @@ def copy_course(destination: Path) -> None:
 def verdict(exercise_id: str, results: dict, context: Context) -> Result:
     """The course's own verdict on probe results: the learner's exceptions are "error", wrong answers "fail"."""
     exercise = EXERCISES[exercise_id]
+    if results.get("status") == "missing":  # e.g. a ToyModel from an earlier section, without this method
+        return Result("missing", clip(f"{exercise_id}: {results.get('message', '')}"))
     try:
         judge(exercise, results, context)
     except NotImplementedYet as error:
@@ -162,7 +184,9 @@ class Grader:
         self.context = Context(seed)
         self.scratch = Path(tempfile.mkdtemp(prefix="course-grade-"))
         self.course = self.scratch / "course"
-        copy_course(self.course)
+        copy_course(self.course, list(EXERCISES))  # the fork server's own copy: every answer removed
+        self.courses: dict[tuple[str, ...], Path] = {}  # per set of graded exercises, see `course_for`
+        self.copying = threading.Lock()
         protected_paths = [str(Path(p).resolve()) for p in [ROOT, *protected, self.scratch]]
         self.readable = [*readable_roots(protected_paths), str(self.course)]
         self.server = ForkServer(self.course, settings.startup_timeout, settings.show_child_output)
@@ -176,8 +200,18 @@ class Grader:
         self.server.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
 
+    def course_for(self, exercises: list[str]) -> Path:
+        """A course copy with exactly these exercises' answers removed, made once per set."""
+        key = tuple(sorted(exercises))
+        with self.copying:
+            if key not in self.courses:
+                self.courses[key] = self.scratch / f"course-{len(self.courses)}"
+                copy_course(self.courses[key], list(key))
+            return self.courses[key]
+
     def child_plan(self, plan: Plan, chunks: list[tuple[int, int]], exercises: list[str]) -> dict:
         settings = self.settings
+        course = self.course_for(exercises)
         limits = {
             "memory_bytes": settings.memory_mb * 2**20,
             "cpu_seconds": int(settings.submission_timeout) + 60,
@@ -189,7 +223,8 @@ class Grader:
             "device": self.context.device,
             "layers": settings.layers,
             "limits": limits,
-            "readable": self.readable,
+            "course": str(course),
+            "readable": [*self.readable, str(course)],
             "show_output": settings.show_child_output,
             "cells": {str(cell): source for cell, source in plan.cells.items()},
             "chunks": chunks,
