@@ -11,7 +11,14 @@ from typing import Any
 from tests.harness import CheckFailed, Exercise, NotImplementedYet
 
 # Course order. A section appears here once its module exists.
-SECTIONS = ["tms.superposition"]
+SECTIONS = [
+    "tms.superposition",
+    "tms.phase_diagrams",
+    "tms.correlated",
+    "tms.privileged_basis",
+    "tms.feature_geometry",
+    "tms.double_descent",
+]
 
 EXERCISES: dict[str, Exercise] = {
     exercise.id: exercise for section in SECTIONS for exercise in importlib.import_module(f"tests.{section}").EXERCISES

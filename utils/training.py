@@ -3,7 +3,8 @@
 The loop is the course's hot path. Toy models are so small that a step costs a few dozen tiny kernel calls,
 so what matters is per-step overhead, not FLOPs: nothing in the loop synchronises with the device or
 touches Python objects per step beyond what the maths needs, losses are logged into a preallocated tensor,
-and small problems run on one thread (two threads fighting over tiny kernels cost more than they give).
+the optimiser's update is one fused kernel call, and small problems run on one thread (two threads fighting
+over tiny kernels cost more than they give). `python -m utils.bench` measures all of this.
 """
 
 import contextlib
@@ -14,8 +15,10 @@ from typing import Any
 import torch as t
 from torch import Tensor, nn
 
-# Below this many elements per batch a second CPU thread costs more in synchronisation than it saves
-# (measured with `make bench`: 5→2 with 8 instances runs faster on one thread, 100→20 with 20 on two).
+# Below this many elements per batch a second CPU thread costs more in synchronisation than it saves. Measured
+# with `make bench` on an idle 2-core machine: 5→2 with 8 instances (41k elements) steps ~3× faster on one thread,
+# 100→20 with 20 instances (2M) ~1.4× faster on two. On a machine whose cores are busy with other processes one
+# thread wins at every size (each parallel op waits for a descheduled thread): pin one thread there, e.g. in CI.
 SINGLE_THREAD_BELOW = 1 << 19
 
 
@@ -51,6 +54,58 @@ def make_optimizer(params: list[nn.Parameter], lr: float, weight_decay: float) -
         return t.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
 
 
+# torch.optim.AdamW's defaults, the hyper-parameters every model of the course trains with
+ADAMW_DEFAULTS = dict(beta1=0.9, beta2=0.999, eps=1e-8, amsgrad=False, maximize=False)
+
+
+def has_fused_adamw(device: t.device) -> bool:
+    """Whether this torch build has a fused AdamW kernel for the device (CPU since torch 2.4, CUDA since 2.0)."""
+    try:
+        x = t.zeros(1, device=device)
+        steps = [t.ones((), device=device)]
+        t._fused_adamw_(
+            [x], [x.clone()], [x.clone()], [x.clone()], [], steps, lr=0.0, weight_decay=0.0, **ADAMW_DEFAULTS
+        )
+        return True
+    except (AttributeError, NotImplementedError, RuntimeError, TypeError):
+        return False
+
+
+def adamw(params: list[nn.Parameter], lr: float, weight_decay: float) -> Callable[[float], None]:
+    """A function `update(lr)` taking one step of `torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)`.
+
+    Where torch has a fused AdamW kernel for the device, `update` calls it directly on moment estimates of its own:
+    the same kernel, and so the same numbers, as `AdamW(fused=True).step()`, without what surrounds it there.
+    `Optimizer.step()` spends ~130 µs per call on bookkeeping (hooks, regrouping tensors by device), several
+    times the kernel's own cost on a toy model, and creating any torch.optim optimizer first imports
+    torch._dynamo (1-4 s). Elsewhere `update` sets the learning rate of a torch.optim.AdamW and steps it.
+    """
+    device = params[0].device
+    if not (has_fused_adamw(device) and all(p.device == device and p.dtype.is_floating_point for p in params)):
+        optimizer = make_optimizer(params, lr, weight_decay)
+
+        def update_with_optimizer(lr: float) -> None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.step()
+
+        return update_with_optimizer
+
+    # per parameter: the parameter, AdamW's two moment estimates, and its step count
+    state = [(p, t.zeros_like(p), t.zeros_like(p), t.zeros((), device=device)) for p in params]
+
+    def update_fused(lr: float) -> None:
+        stepping = [s for s in state if s[0].grad is not None]  # as torch.optim, skip parameters without a gradient
+        if not stepping:
+            return
+        ps, exp_avgs, exp_avg_sqs, steps = (list(column) for column in zip(*stepping, strict=True))
+        t._foreach_add_(steps, 1)
+        grads = [p.grad for p in ps]
+        t._fused_adamw_(ps, grads, exp_avgs, exp_avg_sqs, [], steps, lr=lr, weight_decay=weight_decay, **ADAMW_DEFAULTS)
+
+    return update_fused
+
+
 def train(
     model: nn.Module,
     batch_size: int,
@@ -66,24 +121,21 @@ def train(
     logged step (and of the last step), on the CPU.
     """
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(params, lr, weight_decay)
+    update = adamw(params, lr, weight_decay)
     device = params[0].device
     log_steps = sorted({*range(0, steps, log_freq), steps - 1})
     losses = t.empty((len(log_steps), model.cfg.n_inst), device=device)
     n_elements = batch_size * model.cfg.n_inst * model.cfg.n_features
-    constant = getattr(lr_scale, "__name__", "") == "constant_lr"
 
     with threads_for(n_elements, device), progress_bar(steps, type(model).__name__) as bar:
         next_log = 0
         for step in range(steps):
-            if not constant:
-                for group in optimizer.param_groups:
-                    group["lr"] = lr * lr_scale(step, steps)
             batch = model.generate_batch(batch_size)
             loss_per_instance = model.calculate_loss(model(batch), batch, per_instance=True)
-            optimizer.zero_grad(set_to_none=True)
+            for param in params:  # what optimizer.zero_grad() does, without its ~50 µs of bookkeeping
+                param.grad = None
             loss_per_instance.sum().backward()
-            optimizer.step()
+            update(lr * lr_scale(step, steps))
             if step == log_steps[next_log]:
                 losses[next_log] = loss_per_instance.detach()
                 next_log += 1

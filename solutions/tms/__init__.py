@@ -1,5 +1,9 @@
 """Chapter 1, toy models of superposition: every reference class and function, under its curriculum name."""
 
+from solutions.tms.double_descent import DoubleDescentModel, warmup_cosine_lr
+from solutions.tms.feature_geometry import capacity, compute_dimensionality, dimensions_per_feature
+from solutions.tms.phase_diagrams import LinearToyModel, classify_phase, phase_losses
+from solutions.tms.privileged_basis import NeuronComputationModel, NeuronModel
 from solutions.tms.superposition import (
     ToyModel,
     ToyModelConfig,
@@ -8,4 +12,20 @@ from solutions.tms.superposition import (
     superposition_stats,
 )
 
-__all__ = ["ToyModel", "ToyModelConfig", "constant_lr", "linear_lr", "superposition_stats"]
+__all__ = [
+    "DoubleDescentModel",
+    "LinearToyModel",
+    "NeuronComputationModel",
+    "NeuronModel",
+    "ToyModel",
+    "ToyModelConfig",
+    "capacity",
+    "classify_phase",
+    "compute_dimensionality",
+    "constant_lr",
+    "dimensions_per_feature",
+    "linear_lr",
+    "phase_losses",
+    "superposition_stats",
+    "warmup_cosine_lr",
+]

@@ -1,5 +1,6 @@
 """Shared fixtures: headless progress bars, and the code cells of a generated notebook as a namespace."""
 
+import ast
 import json
 import os
 from pathlib import Path
@@ -20,6 +21,9 @@ def notebook_namespace(path: Path, roles: tuple[str, ...] = ("given", "exercise"
     for cell in cells:
         role = cell["metadata"].get("course", {}).get("role", "")
         source = "".join(cell["source"])
-        if (not role and source.lstrip().startswith(("from ", "import "))) or role in roles:
+        if role in roles:
             exec(compile(source, f"<{path.name}>", "exec"), namespace)
+        elif not role:  # other cells: only their imports (experiments would need finished exercises)
+            imports = [node for node in ast.parse(source).body if isinstance(node, ast.Import | ast.ImportFrom)]
+            exec(compile(ast.Module(body=imports, type_ignores=[]), f"<{path.name}>", "exec"), namespace)
     return namespace

@@ -1,0 +1,504 @@
+"""Checks for chapter 1, section 2 (phase diagrams), with their catalogues of mistakes.
+
+Both exercises are deterministic functions, so their checks compare with the reference on seeded inputs chosen
+to separate every catalogued mistake: importance ratios on both sides of 1, densities from 0.001 to 1, inputs that
+must broadcast, and trained-looking weights of all three phases with both signs and realistic biases.
+"""
+
+import torch as t
+from torch import Tensor
+
+from tests.harness import (
+    CheckFailed,
+    Context,
+    Exercise,
+    Mistake,
+    attempt,
+    expect_close,
+    expect_tensor,
+    mistake_outputs,
+    raised,
+)
+
+MODULE = "solutions.tms.phase_diagrams"
+LABELS = ("not represented", "dedicated", "superposition")
+
+
+# -------------------------------------------------------------------------------------- phase_losses
+
+
+def phase_losses_case(context: Context) -> dict[str, Tensor]:
+    """Same-shape inputs [4, 6], inputs that broadcast ([5, 1] against [7]), and a pair of 0-d tensors.
+
+    Importance ratios span 0.03 to 30, so both r < 1 and r > 1 occur; densities include 0.001, 0.01, 0.999 and 1.
+    """
+    g = context.generator(11)
+    log_r = lambda *shape: (t.rand(shape, generator=g) * 2 - 1) * 1.5 * 2.302585  # noqa: E731  (log 10)
+    density = t.cat([t.tensor([0.001, 0.01, 0.999, 1.0]), 10 ** -(t.rand(20, generator=g) * 3)]).view(4, 6)
+    ratio = log_r(4, 6).exp()
+    ratio[0, :3] = t.tensor([0.2, 1.0, 5.0])  # a sure pair on each side of 1, and equal importance
+    return {
+        "importance_ratio": ratio,
+        "density": density,
+        "ratio_column": log_r(5, 1).exp(),
+        "density_row": 10 ** -(t.rand(7, generator=g) * 2.5),
+        "ratio_scalar": t.tensor(3.0),
+        "density_scalar": t.tensor(0.05),
+    }
+
+
+def probe_phase_losses(phase_losses, context: Context) -> dict:
+    case = phase_losses_case(context)
+    inputs = {key: value.to(context.device) for key, value in case.items()}
+    return {
+        "losses": phase_losses(inputs["importance_ratio"], inputs["density"]),
+        "broadcast": attempt(lambda: phase_losses(inputs["ratio_column"], inputs["density_row"])),
+        "scalar": attempt(lambda: phase_losses(inputs["ratio_scalar"], inputs["density_scalar"])),
+        "ratio_after": inputs["importance_ratio"],
+        "density_after": inputs["density"],
+    }
+
+
+def variance(p):
+    return p / 3 - p**2 / 4
+
+
+def phase_losses_swapped_order(importance_ratio, density):
+    r, p = importance_ratio, density
+    return t.stack([variance(p), r * variance(p), (1 + r) * p**2 / 6], dim=-1)
+
+
+def phase_losses_without_mean(importance_ratio, density):
+    r, p = importance_ratio, density
+    return t.stack([r * p / 3, p / 3 + 0 * r, (1 + r) * p**2 / 6], dim=-1)
+
+
+def phase_losses_mean_squared_wrong(importance_ratio, density):
+    r, p = importance_ratio, density
+    wrong_variance = p / 3 - p / 4  # squares the magnitude's mean 1/2, but not the probability p
+    return t.stack([r * wrong_variance, wrong_variance + 0 * r, (1 + r) * p**2 / 6], dim=-1)
+
+
+def phase_losses_importance_on_both(importance_ratio, density):
+    r, p = importance_ratio, density
+    return t.stack([r * variance(p), variance(p) + 0 * r, 2 * r * p**2 / 6], dim=-1)
+
+
+def phase_losses_sparsity_for_density(importance_ratio, density):
+    r, S = importance_ratio, 1 - density
+    return t.stack([r * variance(S), variance(S) + 0 * r, (1 + r) * S**2 / 6], dim=-1)
+
+
+def phase_losses_interference_linear_in_density(importance_ratio, density):
+    r, p = importance_ratio, density
+    return t.stack([r * variance(p), variance(p) + 0 * r, (1 + r) * p / 6], dim=-1)
+
+
+def phase_losses_without_relu(importance_ratio, density):
+    r, p = importance_ratio, density
+    return t.stack([r * variance(p), variance(p) + 0 * r, (1 + r) * p**2 / 3], dim=-1)
+
+
+def phase_losses_by_importance(importance_ratio, density):
+    r, p = importance_ratio, density
+    return t.stack([t.minimum(r, t.ones_like(r)) * variance(p), t.maximum(r, t.ones_like(r)) * variance(p),
+                    (1 + r) * p**2 / 6], dim=-1)  # fmt: skip
+
+
+def phase_losses_mean_over_features(importance_ratio, density):
+    r, p = importance_ratio, density
+    return t.stack([r * variance(p), variance(p) + 0 * r, (1 + r) * p**2 / 6], dim=-1) / 2
+
+
+def phase_losses_stacked_first(importance_ratio, density):
+    r, p = importance_ratio, density
+    return t.stack([r * variance(p), variance(p) + 0 * r, (1 + r) * p**2 / 6], dim=0)
+
+
+def phase_losses_no_broadcast(importance_ratio, density):
+    r, p = importance_ratio, density
+    return t.stack([r * variance(p), variance(p), (1 + r) * p**2 / 6], dim=-1)
+
+
+HINT_STACK_AXIS = (
+    "The three losses go on the *last* axis: stack them with `dim=-1`, so the result has shape [..., 3] "
+    "(ignore, dedicated, superposition)"
+)
+HINT_BROADCAST = (
+    "phase_losses must broadcast its two inputs, e.g. r of shape [5, 1] with p of shape [7] gives [5, 7, 3]. "
+    "The dedicated loss does not depend on r, so it keeps p's shape and cannot be stacked with the others: "
+    "broadcast first, e.g. `r, p = t.broadcast_tensors(importance_ratio, density)`"
+)
+
+PHASE_LOSSES_MISTAKES = [
+    Mistake(
+        phase_losses_swapped_order,
+        "The ignore and dedicated losses are swapped. The order is (ignore, dedicated, superposition), where "
+        "'ignore' drops feature 2 (importance r) and costs r·Var(x), and 'dedicated' gives the dimension to "
+        "feature 2 and drops feature 1 (importance 1).",
+    ),
+    Mistake(
+        phase_losses_without_mean,
+        "An ignored feature costs its variance p/3 − p²/4, not E[x²] = p/3: its bias outputs the mean p/2, "
+        "which removes E[x]² = p²/4 from the error.",
+    ),
+    Mistake(
+        phase_losses_mean_squared_wrong,
+        "Square the whole mean: E[x] = p·1/2, so E[x]² = p²/4, not p/4. The variance is p/3 − p²/4.",
+    ),
+    Mistake(
+        phase_losses_importance_on_both,
+        "Only feature 2 has importance r; feature 1 has importance 1. The superposition loss is "
+        "(1 + r)·p²/6: p²/6 from feature 1 plus r·p²/6 from feature 2.",
+    ),
+    Mistake(
+        phase_losses_sparsity_for_density,
+        "`density` is the feature probability p = 1 − S, the chance that a feature is present; you used the "
+        "sparsity S = 1 − p.",
+    ),
+    Mistake(
+        phase_losses_interference_linear_in_density,
+        "In superposition a feature is wrong only when *both* features are present, which happens with "
+        "probability p², not p: the loss is (1 + r)·p²/6.",
+    ),
+    Mistake(
+        phase_losses_without_relu,
+        "Remember the ReLU: with w = (1, −1) the output for feature 1 is ReLU(x₁ − x₂), so the error is "
+        "min(x₁, x₂), not x₂. E[min(x₁, x₂)²] = 1/6 for two uniforms (not E[x₂²] = 1/3).",
+    ),
+    Mistake(
+        phase_losses_by_importance,
+        "'ignore' always drops feature 2 and 'dedicated' always drops feature 1, whatever r is; don't sort them "
+        "by importance. For r > 1 it is the ignore solution that costs more.",
+    ),
+    Mistake(
+        phase_losses_mean_over_features,
+        "Sum the loss over the two features, as the paper does, instead of averaging it: L = Σ_i I_i E[(x_i − x'_i)²]. "
+        "(ToyModel.calculate_loss averages over features, so its loss is half of this.)",
+    ),
+    Mistake(phase_losses_stacked_first, HINT_STACK_AXIS),
+    Mistake(phase_losses_no_broadcast, HINT_BROADCAST),
+]
+
+
+def verdict_phase_losses(results: dict, context: Context) -> None:
+    from solutions.tms.phase_diagrams import phase_losses
+
+    case = phase_losses_case(context)
+    ratio, density = case["importance_ratio"], case["density"]
+    if not (t.equal(results["ratio_after"], ratio) and t.equal(results["density_after"], density)):
+        raise CheckFailed("phase_losses changed its inputs in place; compute new tensors instead.")
+    got = results["losses"]
+    if isinstance(got, Tensor) and tuple(got.shape) == (3, *ratio.shape):
+        raise CheckFailed(HINT_STACK_AXIS + ".")
+    got = expect_tensor(got, "phase_losses(r, p)", (*ratio.shape, 3), "a b phase")
+    outputs, hints = mistake_outputs(PHASE_LOSSES_MISTAKES, lambda impl: impl(ratio, density))
+    expect_close(got, phase_losses(ratio, density), "phase_losses(r, p)", outputs, hints, rtol=1e-4, atol=1e-8)
+
+    column, row = case["ratio_column"], case["density_row"]
+    if raised(results["broadcast"]) is not None:
+        raise CheckFailed(f"{HINT_BROADCAST}. (Yours raised {raised(results['broadcast'])})")
+    broadcast = expect_tensor(
+        results["broadcast"], "phase_losses(r [5, 1], p [7])", (column.shape[0], row.shape[0], 3), "r p phase"
+    )
+    expect_close(broadcast, phase_losses(column, row), "phase_losses(r [5, 1], p [7])", rtol=1e-4, atol=1e-8)
+    scalar = expect_tensor(results["scalar"], "phase_losses on 0-d tensors", (3,), "phase")
+    expected = phase_losses(case["ratio_scalar"], case["density_scalar"])
+    expect_close(scalar, expected, "phase_losses(r=3, p=0.05)", rtol=1e-4, atol=1e-8)
+
+
+# ------------------------------------------------------------------------------------- classify_phase
+
+N_PER_KIND = 3  # instances per (phase, sign pattern)
+
+
+def classify_case(context: Context) -> dict[str, Tensor]:
+    """Trained-looking weights and biases of all three phases, shuffled, with every sign pattern.
+
+    Represented features have |w| between 0.7 and 1.3 (in superposition the two norms differ, as they do when
+    r ≠ 1); dropped features have |w| below 0.15 with either sign. A dropped feature's bias is its mean p/2 for
+    p between 0.001 and 1 (tiny when p is); superposed features have small biases of either sign. Every threshold
+    between 0.15 and 0.7 gives the same labels.
+    """
+    g = context.generator(12)
+    uniform = lambda n, low, high: low + (high - low) * t.rand(n, generator=g)  # noqa: E731
+    signs = [(1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)]
+    weights, biases, phases = [], [], []
+    n = N_PER_KIND
+    for s1, s2 in signs:
+        # not represented: feature 1 owns the dimension, feature 2 is dropped (bias ≈ its mean p/2)
+        p = 10 ** uniform(n, -3, 0)
+        weights.append(t.stack([s1 * uniform(n, 0.85, 1.15), s2 * uniform(n, 0.0, 0.15)], -1))
+        biases.append(t.stack([uniform(n, -0.02, 0.02), p / 2 + uniform(n, -0.003, 0.003)], -1))
+        phases += [0] * n
+        # dedicated: feature 2 owns the dimension, feature 1 is dropped
+        p = 10 ** uniform(n, -3, 0)
+        weights.append(t.stack([s1 * uniform(n, 0.0, 0.15), s2 * uniform(n, 0.85, 1.15)], -1))
+        biases.append(t.stack([p / 2 + uniform(n, -0.003, 0.003), uniform(n, -0.02, 0.02)], -1))
+        phases += [1] * n
+    for s1 in (1.0, -1.0):
+        # superposition: opposite signs (antipodal), unequal norms, small biases of either sign
+        m = 2 * n
+        weights.append(t.stack([s1 * uniform(m, 0.7, 1.3), -s1 * uniform(m, 0.7, 1.3)], -1))
+        biases.append(uniform(2 * m, -0.05, 0.15).view(m, 2))
+        phases += [2] * m
+    W, b, phase = t.cat(weights), t.cat(biases), t.tensor(phases)
+    order = t.randperm(len(phase), generator=g)
+    # Instance 0 is a dedicated one, so that giving every instance instance 0's label is told apart from
+    # calling everything superposition.
+    first_dedicated = int((phase[order] == 1).nonzero()[0])
+    order[[0, first_dedicated]] = order[[first_dedicated, 0]]
+    return {"W": W[order].unsqueeze(1), "b_final": b[order], "phase": phase[order]}
+
+
+def probe_classify_phase(classify_phase, context: Context) -> dict:
+    case = classify_case(context)
+    W, b_final = case["W"].to(context.device), case["b_final"].to(context.device)
+    labels = classify_phase(W, b_final)
+    if isinstance(labels, Tensor):
+        labels = {"tensor": labels}
+    elif isinstance(labels, list | tuple):
+        labels = [label if isinstance(label, str) else repr(label) for label in labels]
+    else:
+        labels = {"type": type(labels).__name__}
+    return {"labels": labels, "W_after": W, "b_after": b_final}
+
+
+def classify_with(rule):
+    """A learner's classify_phase from a rule (w1, w2, b1, b2) -> label, applied instance by instance."""
+
+    def classify(W, b_final):
+        return [rule(*W[i, 0].tolist(), *b_final[i].tolist()) for i in range(W.shape[0])]
+
+    return classify
+
+
+def classify_labels_swapped(W, b_final):
+    represented = W[:, 0].abs() > 0.5
+    return [
+        "superposition" if first and second else "not represented" if not first else "dedicated"
+        for first, second in represented.tolist()
+    ]
+
+
+def classify_signed_threshold(W, b_final):
+    represented = W[:, 0] > 0.5
+    return [
+        "superposition" if first and second else "dedicated" if second else "not represented"
+        for first, second in represented.tolist()
+    ]
+
+
+def classify_one_sign_arrangement(W, b_final):
+    def rule(w1, w2, b1, b2):
+        if w1 > 0.5 and w2 < -0.5:
+            return "superposition"
+        return "dedicated" if abs(w2) > 0.5 else "not represented"
+
+    return classify_with(rule)(W, b_final)
+
+
+def classify_by_bias_sign(W, b_final):
+    def rule(w1, w2, b1, b2):
+        if b2 > 0 and b1 <= 0:
+            return "not represented"
+        if b1 > 0 and b2 <= 0:
+            return "dedicated"
+        return "superposition"
+
+    return classify_with(rule)(W, b_final)
+
+
+def classify_by_product_sign(W, b_final):
+    def rule(w1, w2, b1, b2):
+        if w1 * w2 < 0:
+            return "superposition"
+        return "dedicated" if abs(w2) > abs(w1) else "not represented"
+
+    return classify_with(rule)(W, b_final)
+
+
+def classify_exact_zero(W, b_final):
+    def rule(w1, w2, b1, b2):
+        if w2 == 0:
+            return "not represented"
+        return "dedicated" if w1 == 0 else "superposition"
+
+    return classify_with(rule)(W, b_final)
+
+
+def classify_equal_norms(W, b_final):
+    def rule(w1, w2, b1, b2):
+        if abs(abs(w1) - abs(w2)) < 0.1:
+            return "superposition"
+        return "dedicated" if abs(w2) > abs(w1) else "not represented"
+
+    return classify_with(rule)(W, b_final)
+
+
+def classify_first_instance(W, b_final):
+    w1, w2 = W[0, 0].abs().tolist()
+    label = "superposition" if w1 > 0.5 and w2 > 0.5 else "dedicated" if w2 > 0.5 else "not represented"
+    return [label] * W.shape[0]
+
+
+def classify_returns_indices(W, b_final):
+    represented = W[:, 0].abs() > 0.5
+    return t.where(~represented[:, 1], 0, t.where(~represented[:, 0], 1, 2))
+
+
+HINT_INDICES = (
+    'Return the labels themselves, a list of strings such as "superposition", one per instance, not phase indices'
+)
+
+CLASSIFY_MISTAKES = [
+    Mistake(
+        classify_labels_swapped,
+        "'not represented' and 'dedicated' are swapped. They describe feature 2, the one with importance r: "
+        "'not represented' means w₂ ≈ 0 (feature 1 keeps the dimension), 'dedicated' means feature 2 has the "
+        "dimension to itself and w₁ ≈ 0.",
+    ),
+    Mistake(
+        classify_signed_threshold,
+        "A feature stored with a negative weight is represented too: compare |w_i| (or w_i²) with a threshold, "
+        "not w_i itself. The direction's sign is arbitrary.",
+    ),
+    Mistake(
+        classify_one_sign_arrangement,
+        "Antipodal means opposite signs either way round: w = (−1, +1) is superposition as much as (+1, −1).",
+    ),
+    Mistake(
+        classify_by_bias_sign,
+        "The biases don't tell the phase: a dropped feature's bias is its mean p/2, which is tiny when p is "
+        "small, and superposed features can have small positive biases too. Read the phase from the weights.",
+    ),
+    Mistake(
+        classify_by_product_sign,
+        "Opposite signs alone don't make superposition: a dropped feature's weight is only near 0 and may have "
+        "either sign. Superposition needs *both* features represented (|w_i| above a threshold).",
+    ),
+    Mistake(
+        classify_exact_zero,
+        "Trained weights are never exactly 0: decide with a threshold, e.g. feature i is represented when |w_i| > 0.5.",
+    ),
+    Mistake(
+        classify_equal_norms,
+        "Superposed features need not have equal norms (they differ when r ≠ 1): call it superposition when "
+        "both |w_i| are above a threshold, not when they are equal.",
+    ),
+    Mistake(
+        classify_first_instance,
+        "Classify every instance from its own weights W[i]; you gave all instances the label of instance 0.",
+    ),
+    Mistake(classify_returns_indices, HINT_INDICES),
+]
+
+
+def describe_instance(case: dict, i: int) -> str:
+    w1, w2 = case["W"][i, 0].tolist()
+    b1, b2 = case["b_final"][i].tolist()
+    return f"instance {i} (w = ({w1:+.3f}, {w2:+.3f}), b_final = ({b1:+.4f}, {b2:+.4f}))"
+
+
+def verdict_classify_phase(results: dict, context: Context) -> None:
+    from solutions.tms.phase_diagrams import classify_phase
+
+    case = classify_case(context)
+    W, b_final = case["W"], case["b_final"]
+    if not (t.equal(results["W_after"], W) and t.equal(results["b_after"], b_final)):
+        raise CheckFailed("classify_phase changed W or b_final in place; compute new tensors instead.")
+    labels = results["labels"]
+    n_inst = W.shape[0]
+    if isinstance(labels, dict):
+        if "tensor" in labels:
+            raise CheckFailed(HINT_INDICES + ".")
+        raise CheckFailed(f"classify_phase should return a list of {n_inst} strings, got {labels['type']}.")
+    if len(labels) != n_inst:
+        raise CheckFailed(f"classify_phase should return one label per instance ({n_inst}), got {len(labels)}.")
+    unknown = sorted({label for label in labels if label not in LABELS})
+    if unknown:
+        raise CheckFailed(f"unknown labels {unknown}: use exactly {', '.join(repr(label) for label in LABELS)}.")
+    expected = classify_phase(W, b_final)
+    assert expected == [LABELS[i] for i in case["phase"].tolist()], "the check's own cases are mislabelled"
+    if labels == expected:
+        return
+    for mistake in CLASSIFY_MISTAKES:
+        if mistake.impl is classify_returns_indices:
+            continue
+        if list(mistake.impl(W, b_final)) == labels:
+            raise CheckFailed(mistake.hint)
+    wrong = next(i for i in range(n_inst) if labels[i] != expected[i])
+    raise CheckFailed(
+        f"{describe_instance(case, wrong)} should be {expected[wrong]!r}, got {labels[wrong]!r} "
+        f"({sum(a != b for a, b in zip(labels, expected, strict=True))} of {n_inst} instances are wrong)."
+    )
+
+
+# -------------------------------------------- correct implementations written differently: all must pass
+
+
+def phase_losses_from_moments(importance_ratio, density):
+    r, p = t.broadcast_tensors(importance_ratio, density)
+    mean, mean_square, mean_min_square = p / 2, p / 3, p**2 / 6  # E[x], E[x²], E[min(x₁, x₂)²]
+    variance = mean_square - mean**2
+    return t.stack([r * variance, variance, mean_min_square + r * mean_min_square], dim=-1)
+
+
+def phase_losses_factored_with_cat(importance_ratio, density):
+    p = density.unsqueeze(-1)
+    r = importance_ratio.unsqueeze(-1)
+    variance = p * (4 - 3 * p) / 12
+    return t.cat([r * variance, variance.expand_as(r * variance), (1 + r) * p * p / 6], dim=-1)
+
+
+def phase_losses_in_float64(importance_ratio, density):
+    r, p = importance_ratio.double(), density.double()
+    variance = p / 3 - (p / 2) ** 2
+    losses = t.stack(t.broadcast_tensors(r * variance, variance, (1 + r) * p**2 / 6), dim=-1)
+    return losses.to(t.promote_types(importance_ratio.dtype, density.dtype))
+
+
+def classify_with_squared_weights(W, b_final):
+    strength = W.squeeze(1) ** 2  # [inst 2]
+    names = {(False, False): "not represented", (True, False): "not represented",
+             (False, True): "dedicated", (True, True): "superposition"}  # fmt: skip
+    return [names[(bool(a > 0.1), bool(b > 0.1))] for a, b in strength]
+
+
+def classify_relative_to_the_stronger(W, b_final):
+    w = W[:, 0, :].abs()
+    strong = w > 0.4 * w.max(dim=-1, keepdim=True).values.clamp_min(1e-6)
+    phase = t.where(strong[:, 1] & strong[:, 0], 2, t.where(strong[:, 1], 1, 0))
+    return [("not represented", "dedicated", "superposition")[i] for i in phase.tolist()]
+
+
+EXERCISES = [
+    Exercise(
+        id="tms.phase_losses",
+        name="phase_losses",
+        signature=("importance_ratio", "density"),
+        title="the expected loss of each candidate solution",
+        difficulty=3,
+        importance=4,
+        minutes="20-30",
+        reference_path=f"{MODULE}:phase_losses",
+        probe=probe_phase_losses,
+        verdict=verdict_phase_losses,
+        mistakes=PHASE_LOSSES_MISTAKES,
+        alternatives=[phase_losses_from_moments, phase_losses_factored_with_cat, phase_losses_in_float64],
+    ),
+    Exercise(
+        id="tms.classify_phase",
+        name="classify_phase",
+        signature=("W", "b_final"),
+        title="read the phase off trained weights",
+        difficulty=2,
+        importance=3,
+        minutes="10-15",
+        reference_path=f"{MODULE}:classify_phase",
+        probe=probe_classify_phase,
+        verdict=verdict_classify_phase,
+        mistakes=CLASSIFY_MISTAKES,
+        alternatives=[classify_with_squared_weights, classify_relative_to_the_stronger],
+    ),
+]

@@ -1,0 +1,220 @@
+"""How fast `ToyModel.optimize` trains, against the naive loop most toy-model code uses: `python -m utils.bench`.
+
+The naive loop is the ARENA kind: einsum forward, two fresh uniform draws per batch, `torch.optim.AdamW.step()`,
+the learning rate set through `param_groups` every step, `.item()` every step, torch's default thread count. Its
+maths is identical to ours (same data distribution, same loss, AdamW with the same lr and weight decay), so the
+two differ only in how fast a step runs.
+
+Runs alternate (naive, ours, naive, ours, ...) inside one process and every figure is the median over the
+repetitions, so a neighbour that loads the machine for a while slows both sides alike. Timings still drift with
+load: compare ratios from one run, not milliseconds from different runs.
+
+    python -m utils.bench                     # both problems, 5 repetitions (about a minute)
+    python -m utils.bench --quick             # one small step of everything: checks that the benchmark works
+    python -m utils.bench --notebook PATH     # also time executing a notebook end to end (nbclient)
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import einops
+import torch as t
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
+
+import utils.training
+from solutions.tms.superposition import ToyModel, ToyModelConfig
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One benchmark setting, with ARENA's importance and feature probabilities for it."""
+
+    name: str
+    n_inst: int
+    n_features: int
+    d_hidden: int
+    importance_decay: float  # importance of feature i: decay^i
+    sparsity_base: float  # feature probability of instance k: base^(-k / (n_inst - 1))
+    steps: int  # per timed run: long enough to amortise setup, short enough for several repetitions
+
+    def model(self, cls: type[ToyModel] = ToyModel, seed: int = 0) -> ToyModel:
+        t.manual_seed(seed)
+        importance = self.importance_decay ** t.arange(self.n_features, dtype=t.float32)
+        feature_probability = (self.sparsity_base ** -t.linspace(0, 1, self.n_inst)).unsqueeze(1)
+        cfg = ToyModelConfig(self.n_inst, self.n_features, self.d_hidden)
+        return cls(cfg, feature_probability=feature_probability, importance=importance)
+
+
+PROBLEMS = [
+    Problem("5→2, 8 instances", 8, 5, 2, importance_decay=0.9, sparsity_base=50, steps=200),
+    Problem("100→20, 20 instances", 20, 100, 20, importance_decay=100 ** (-1 / 99), sparsity_base=20, steps=10),
+]
+BATCH_SIZE = 1024
+QUICK_BATCH_SIZE = 64
+LR = 1e-3
+WEIGHT_DECAY = 1e-2
+
+
+class NaiveToyModel(ToyModel):
+    """The same model written the common way: what ARENA's notebook and most toy-model code do each step."""
+
+    def forward(self, features: Float[Tensor, "... inst feats"]) -> Float[Tensor, "... inst feats"]:
+        hidden = einops.einsum(features, self.W, "... inst feats, inst d_hidden feats -> ... inst d_hidden")
+        out = einops.einsum(hidden, self.W, "... inst d_hidden, inst d_hidden feats -> ... inst feats")
+        return F.relu(out + self.b_final)
+
+    def generate_batch(self, batch_size: int) -> Float[Tensor, "batch inst feats"]:
+        shape = (batch_size, *self.feature_probability.shape)
+        feat = t.rand(shape, device=self.W.device)
+        return t.where(t.rand(shape, device=self.W.device) <= self.feature_probability, feat, 0.0)
+
+    def calculate_loss(
+        self,
+        out: Float[Tensor, "batch inst feats"],
+        batch: Float[Tensor, "batch inst feats"],
+        per_instance: bool = False,
+    ) -> Float[Tensor, ""] | Float[Tensor, " inst"]:
+        error = self.importance * (batch - out) ** 2
+        loss = einops.reduce(error, "batch inst feats -> inst", "mean")
+        return loss if per_instance else loss.sum()
+
+
+def naive_train(model: ToyModel, steps: int, batch_size: int) -> list[float]:
+    """ARENA's `optimize` with AdamW(lr, weight_decay) and a `.item()` log every step, headless."""
+    optimizer = t.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+    log = []
+    for _ in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = LR * 1.0  # constant_lr, set every step as in ARENA
+        optimizer.zero_grad()
+        batch = model.generate_batch(batch_size)
+        loss = model.calculate_loss(model(batch), batch)
+        loss.backward()
+        optimizer.step()
+        log.append(loss.item() / model.cfg.n_inst)
+    return log
+
+
+def optimized_train(model: ToyModel, steps: int, batch_size: int) -> None:
+    model.optimize(batch_size=batch_size, steps=steps, log_freq=max(1, steps // 10), lr=LR, weight_decay=WEIGHT_DECAY)
+
+
+DEFAULT_THREADS = t.get_num_threads()
+Loop = Callable[[ToyModel, int, int], object]
+
+
+def on_threads(n_threads: int, loop: Loop, loop_may_reduce: bool = False) -> Loop:
+    """`loop` run with `n_threads` CPU threads; `loop_may_reduce`: let the training loop go down to one thread."""
+
+    def run(model: ToyModel, steps: int, batch_size: int) -> None:
+        before, threshold = t.get_num_threads(), utils.training.SINGLE_THREAD_BELOW
+        t.set_num_threads(n_threads)
+        if not loop_may_reduce:
+            utils.training.SINGLE_THREAD_BELOW = 0
+        try:
+            loop(model, steps, batch_size)
+        finally:
+            t.set_num_threads(before)
+            utils.training.SINGLE_THREAD_BELOW = threshold
+
+    return run
+
+
+NAIVE = f"naive, default threads ({DEFAULT_THREADS})"
+NAIVE_1 = "naive, 1 thread"
+OURS = "optimize (threads by problem size)"
+OURS_1 = "optimize, 1 thread"
+OURS_DEFAULT = f"optimize, default threads ({DEFAULT_THREADS})"
+VARIANTS: dict[str, tuple[type[ToyModel], Loop]] = {
+    NAIVE: (NaiveToyModel, on_threads(DEFAULT_THREADS, naive_train)),
+    NAIVE_1: (NaiveToyModel, on_threads(1, naive_train)),
+    OURS: (ToyModel, on_threads(DEFAULT_THREADS, optimized_train, loop_may_reduce=True)),
+    OURS_1: (ToyModel, on_threads(1, optimized_train)),
+    OURS_DEFAULT: (ToyModel, on_threads(DEFAULT_THREADS, optimized_train)),
+}
+
+
+def time_runs(problem: Problem, steps: int, batch_size: int, reps: int) -> dict[str, list[tuple[float, float]]]:
+    """(wall, CPU) ms per step of every variant, each run in turn, `reps` rounds after a shorter untimed round.
+
+    The untimed round warms up the allocator, MKL and the code paths; a single step (`--quick`) skips it. CPU
+    time counts every thread of the process, so it exceeds wall time when two threads are busy (or spinning).
+    """
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
+    for rep in range(0 if steps > 1 else 1, reps + 1):
+        for name, (cls, run) in VARIANTS.items():
+            model = problem.model(cls, seed=rep)
+            n_steps = steps if rep else max(1, steps // 10)
+            wall, cpu = time.perf_counter(), time.process_time()
+            run(model, n_steps, batch_size)
+            if rep:
+                times[name].append(
+                    ((time.perf_counter() - wall) * 1e3 / n_steps, (time.process_time() - cpu) * 1e3 / n_steps)
+                )
+    return times
+
+
+def bench_training(reps: int, quick: bool) -> None:
+    os.environ.setdefault("TQDM_DISABLE", "1")  # no progress bar in the timed loops
+    for problem in PROBLEMS:
+        # --quick checks that everything runs, on one small step: its timings mean nothing
+        steps, batch_size = (1, QUICK_BATCH_SIZE) if quick else (problem.steps, BATCH_SIZE)
+        n_elements = batch_size * problem.n_inst * problem.n_features
+        threads = 1 if n_elements < utils.training.SINGLE_THREAD_BELOW else DEFAULT_THREADS
+        print(f"\n{problem.name}, batch {batch_size}: {n_elements:,} elements, optimize picks {threads} thread(s)")
+        print(f"  median over {reps} alternating runs of {steps} steps: wall time (its range), CPU time")
+        times = time_runs(problem, steps, batch_size, reps)
+        median = {}
+        for name, samples in times.items():
+            walls, cpus = zip(*samples, strict=True)
+            median[name] = statistics.median(walls)
+            spread = f"({min(walls):.2f}–{max(walls):.2f})"
+            print(f"  {name:<36}{median[name]:8.2f} ms/step {spread:<19} CPU {statistics.median(cpus):7.2f} ms/step")
+        print(f"  speed-up over the naive loop: {median[NAIVE] / median[OURS]:.1f}×")
+        print(f"  speed-up with both on 1 thread: {median[NAIVE_1] / median[OURS_1]:.1f}×")
+        slower = median[OURS_DEFAULT] / median[OURS_1]
+        print(f"  optimize on {DEFAULT_THREADS} threads instead of 1: {slower:.2f}× the time per step")
+
+
+def bench_notebook(path: Path) -> None:
+    if not path.exists():
+        print(f"\nnotebook {path}: skipped, it does not exist (yet)")
+        return
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(path, as_version=4)
+    os.environ.update(TQDM_DISABLE="1", COURSE_HEADLESS="1")
+    start = time.perf_counter()
+    NotebookClient(notebook, timeout=1800, resources={"metadata": {"path": str(path.parent)}}).execute()
+    print(f"\nnotebook {path}: executed end to end in {time.perf_counter() - start:.1f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one step of everything: a smoke test, not timings")
+    parser.add_argument("--reps", type=int, default=5, help="alternating repetitions per problem (default 5)")
+    parser.add_argument("--notebook", type=Path, action="append", default=[], help="also time executing this notebook")
+    args = parser.parse_args(argv)
+    reps = 1 if args.quick else args.reps
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    print(
+        f"torch {t.__version__}, {platform.machine()} with {os.cpu_count()} CPUs, {DEFAULT_THREADS} threads by default"
+    )
+    print(f"load average {load}: other processes running slow everything down, the naive loop's threads most")
+    bench_training(reps, args.quick)
+    for path in args.notebook:
+        bench_notebook(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
