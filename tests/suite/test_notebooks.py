@@ -88,7 +88,7 @@ def test_exercises_notebook_fails_only_at_stubs(path):
     # A cell that stopped at a stub leaves its results undefined; a later cell using them fails with a NameError
     # for exactly those names, which is the stub's fault too.
     unbound = {
-        name
+        node.id
         for i, ename, _ in found
         if ename in {"NotImplementedYet", "NotImplementedError"}
         for node in ast.walk(ast.parse(notebook.cells[i].source))
