@@ -23,7 +23,7 @@ from tests.harness import (
     raised,
 )
 from tests.stats import FALSE_FAILURE_RATE, binomial_range, dkw_radius, hoeffding_radius
-from tests.tms.superposition import build, set_parameter
+from tests.tms.superposition import HINT_PER_INSTANCE, HINT_SCALAR, build, judge_loss, set_parameter
 
 MODULE = "solutions.tms.privileged_basis"
 
@@ -711,9 +711,6 @@ def loss_returns_float(self, out, batch, per_instance=False):
     return loss if per_instance else loss.sum().item()
 
 
-HINT_SCALAR = "calculate_loss must return a 0-dimensional tensor that still has its gradient: don't call `.item()` or `float()` on it"
-HINT_PER_INSTANCE = "With `per_instance=True`, return one loss per instance, shape (inst,), not their sum"
-
 LOSS_MISTAKES = [
     Mistake(
         loss_against_x,
@@ -752,35 +749,7 @@ LOSS_MISTAKES = [
 def verdict_calculate_loss(results: dict, context: Context) -> None:
     case = loss_case(context)
     model = reference("NeuronComputationModel", LOSS_CFG, importance=case["importance"])
-    out, batch = case["out"], case["batch"]
-    loss = results["loss"]
-    if not isinstance(loss, Tensor) or loss.numel() != 1 or loss.dim() != 0:
-        if isinstance(loss, float | int) or (isinstance(loss, Tensor) and loss.numel() == 1):
-            raise CheckFailed(HINT_SCALAR + ".")
-        shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
-        raise CheckFailed(f"calculate_loss(out, batch) should return a scalar (shape ()), got {shape}.")
-    if not (t.equal(results["out_after"], out) and t.equal(results["batch_after"], batch)):
-        raise CheckFailed("calculate_loss changed `out` or `batch` in place; compute new tensors instead.")
-    outputs, hints = mistake_outputs(LOSS_MISTAKES, lambda impl: t.as_tensor(impl(model, out, batch)))
-    expect_close(loss, model.calculate_loss(out, batch), "calculate_loss(out, batch)", outputs, hints)
-    if results.get("grad_out") is None:
-        raise CheckFailed(HINT_SCALAR + ".")
-    per_instance = results["per_instance"]
-    if (message := raised(per_instance)) is not None:
-        raise CheckFailed(f"calculate_loss(out, batch, per_instance=True) raised {message}. {HINT_PER_INSTANCE}.")
-    if isinstance(per_instance, Tensor) and per_instance.dim() == 0:
-        raise CheckFailed(HINT_PER_INSTANCE + ".")
-    got = expect_tensor(per_instance, "calculate_loss(out, batch, per_instance=True)", (LOSS_CFG["n_inst"],), "inst")
-    outputs, hints = mistake_outputs(
-        LOSS_MISTAKES, lambda impl: t.as_tensor(impl(model, out, batch, per_instance=True))
-    )
-    expect_close(
-        got,
-        model.calculate_loss(out, batch, per_instance=True),
-        "calculate_loss(..., per_instance=True)",
-        outputs,
-        hints,
-    )
+    judge_loss(results, model, case["out"], case["batch"], LOSS_MISTAKES)
 
 
 # -------------------------------------------- correct implementations written differently: all must pass

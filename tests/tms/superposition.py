@@ -501,7 +501,13 @@ LOSS_MISTAKES = [
 def verdict_calculate_loss(results: dict, context: Context) -> None:
     case = loss_case(context)
     model = reference_model(LOSS_CFG, importance=case["importance"])
-    out, batch = case["out"], case["batch"]
+    judge_loss(results, model, case["out"], case["batch"], LOSS_MISTAKES)
+
+
+def judge_loss(results: dict, model: t.nn.Module, out: Tensor, batch: Tensor, mistakes: list[Mistake]) -> None:
+    """The verdict on a `calculate_loss(out, batch, per_instance=False)` exercise, given the reference model it is
+    compared with (section 4's NeuronComputationModel uses it too): a scalar with a gradient, inputs untouched,
+    the right value, and one loss per instance with `per_instance=True`."""
     loss = results["loss"]
     if not isinstance(loss, Tensor) or loss.numel() != 1 or loss.dim() != 0:
         if isinstance(loss, float | int) or (isinstance(loss, Tensor) and loss.numel() == 1):
@@ -510,7 +516,7 @@ def verdict_calculate_loss(results: dict, context: Context) -> None:
         raise CheckFailed(f"calculate_loss(out, batch) should return a scalar (shape ()), got {shape}.")
     if not (t.equal(results["out_after"], out) and t.equal(results["batch_after"], batch)):
         raise CheckFailed("calculate_loss changed `out` or `batch` in place; compute new tensors instead.")
-    outputs, hints = mistake_outputs(LOSS_MISTAKES, lambda impl: t.as_tensor(impl(model, out, batch)))
+    outputs, hints = mistake_outputs(mistakes, lambda impl: t.as_tensor(impl(model, out, batch)))
     expect_close(loss, model.calculate_loss(out, batch), "calculate_loss(out, batch)", outputs, hints)
     if results.get("grad_out") is None:
         raise CheckFailed(HINT_SCALAR + ".")
@@ -519,17 +525,11 @@ def verdict_calculate_loss(results: dict, context: Context) -> None:
         raise CheckFailed(f"calculate_loss(out, batch, per_instance=True) raised {message}. {HINT_PER_INSTANCE}.")
     if isinstance(per_instance, Tensor) and per_instance.dim() == 0:
         raise CheckFailed(HINT_PER_INSTANCE + ".")
-    got = expect_tensor(per_instance, "calculate_loss(out, batch, per_instance=True)", (LOSS_CFG["n_inst"],), "inst")
-    outputs, hints = mistake_outputs(
-        LOSS_MISTAKES, lambda impl: t.as_tensor(impl(model, out, batch, per_instance=True))
-    )
-    expect_close(
-        got,
-        model.calculate_loss(out, batch, per_instance=True),
-        "calculate_loss(..., per_instance=True)",
-        outputs,
-        hints,
-    )
+    n_inst = out.shape[1]
+    got = expect_tensor(per_instance, "calculate_loss(out, batch, per_instance=True)", (n_inst,), "inst")
+    outputs, hints = mistake_outputs(mistakes, lambda impl: t.as_tensor(impl(model, out, batch, per_instance=True)))
+    expected = model.calculate_loss(out, batch, per_instance=True)
+    expect_close(got, expected, "calculate_loss(..., per_instance=True)", outputs, hints)
 
 
 # ------------------------------------------------------------------------------- superposition_stats
