@@ -33,7 +33,9 @@ lint: setup  ## ruff check and format check
 
 test: setup lint  ## run the whole test suite (lint, checkers, notebooks, science, grader)
 	$(BIN)/python -m utils.notebooks --check
-	TQDM_DISABLE=1 $(BIN)/python -m pytest -n 2 --dist loadfile
+	# two test workers on two cores: each pinned to one thread, since threads fighting over a busy core are
+	# many times slower (utils/training.py); notebook kernels inherit the setting
+	OMP_NUM_THREADS=1 TQDM_DISABLE=1 $(BIN)/python -m pytest -n 2 --dist loadfile
 
 notebooks: setup  ## regenerate every notebook from its source
 	$(BIN)/python -m utils.notebooks
