@@ -12,6 +12,7 @@ load: compare ratios from one run, not milliseconds from different runs.
     python -m utils.bench                     # both problems, 5 repetitions (about a minute)
     python -m utils.bench --quick             # one small step of everything: checks that the benchmark works
     python -m utils.bench --notebook PATH     # also time executing a notebook end to end (nbclient)
+    python -m utils.bench --chapter DIR       # also time every solutions notebook of a chapter, and their total
 """
 
 import argparse
@@ -184,10 +185,11 @@ def bench_training(reps: int, quick: bool) -> None:
         print(f"  optimize on {DEFAULT_THREADS} threads instead of 1: {slower:.2f}× the time per step")
 
 
-def bench_notebook(path: Path) -> None:
+def bench_notebook(path: Path) -> float:
+    """Execute a notebook end to end in a fresh kernel, as a learner's "Run all" would; returns the seconds taken."""
     if not path.exists():
         print(f"\nnotebook {path}: skipped, it does not exist (yet)")
-        return
+        return 0.0
     import nbformat
     from nbclient import NotebookClient
 
@@ -195,7 +197,21 @@ def bench_notebook(path: Path) -> None:
     os.environ.update(TQDM_DISABLE="1", COURSE_HEADLESS="1")
     start = time.perf_counter()
     NotebookClient(notebook, timeout=1800, resources={"metadata": {"path": str(path.parent)}}).execute()
-    print(f"\nnotebook {path}: executed end to end in {time.perf_counter() - start:.1f} s")
+    seconds = time.perf_counter() - start
+    print(f"\nnotebook {path}: executed end to end in {seconds:.1f} s", flush=True)
+    return seconds
+
+
+def bench_chapter(folder: Path) -> None:
+    """Time every solutions notebook of a chapter one after the other; the goal is under ten minutes in all."""
+    notebooks = sorted(folder.glob("*_solutions.ipynb"))
+    if not notebooks:
+        print(f"\nchapter {folder}: skipped, it has no solutions notebooks")
+        return
+    total = sum(bench_notebook(path) for path in notebooks)
+    load = f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "n/a"
+    minutes = f"{total:.0f} s ({total / 60:.1f} min; load average now {load})"
+    print(f"\nchapter {folder}: {len(notebooks)} solutions notebooks in {minutes}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one step of everything: a smoke test, not timings")
     parser.add_argument("--reps", type=int, default=5, help="alternating repetitions per problem (default 5)")
     parser.add_argument("--notebook", type=Path, action="append", default=[], help="also time executing this notebook")
+    parser.add_argument("--chapter", type=Path, action="append", default=[], help="also time a chapter's notebooks")
     args = parser.parse_args(argv)
     reps = 1 if args.quick else args.reps
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
@@ -213,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     bench_training(reps, args.quick)
     for path in args.notebook:
         bench_notebook(path)
+    for folder in args.chapter:
+        bench_chapter(folder)
     return 0
 
 

@@ -8,7 +8,7 @@ from utils import bench
 
 @pytest.mark.slow
 def test_quick_benchmark_runs_every_loop_on_both_problems(capsys, tmp_path):
-    assert bench.main(["--quick", "--notebook", str(tmp_path / "missing.ipynb")]) == 0
+    assert bench.main(["--quick", "--notebook", str(tmp_path / "missing.ipynb"), "--chapter", str(tmp_path)]) == 0
     printed = capsys.readouterr().out
     for problem in bench.PROBLEMS:
         assert problem.name in printed
@@ -16,6 +16,7 @@ def test_quick_benchmark_runs_every_loop_on_both_problems(capsys, tmp_path):
         assert printed.count(variant) == len(bench.PROBLEMS)
     assert printed.count("speed-up over the naive loop") == len(bench.PROBLEMS)
     assert "missing.ipynb: skipped" in printed
+    assert "has no solutions notebooks" in printed
 
 
 def test_naive_model_computes_what_the_reference_computes():
