@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import einops
 import torch as t
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 # The complete model of section 1.1 (forward, loss, training), which this section extends with new data.
 from solutions.tms import superposition
 from solutions.tms.superposition import ToyModelConfig
-from solutions.tms.superposition_experiments import best_of_n, constant_then_decay, evaluate_loss
+from solutions.tms.superposition_experiments import SeedGrid, constant_then_decay
 
 # Training steps of every sweep. With section 1.1's schedule (lr 5e-3, constant for half the run, then decaying
 # to 0), 2,000 steps end in the arrangements that ARENA's 5,000 steps at a constant 1e-3 reach (compared seed by
@@ -106,11 +106,11 @@ class ToyModel(superposition.ToyModel):
 
 
 @dataclass(frozen=True)
-class PairSweep:
+class PairSweep(SeedGrid):
     """Models of 2 hidden dimensions fed pairs of features, one instance per (feature probability, seed).
 
-    Instance `setting * n_seeds + seed` has feature probability `feature_probabilities[setting]`; every feature
-    has importance 1. `seed` fixes the initialisation and every training batch.
+    Every feature has importance 1. Train one with section 1.1's `train_sweep`; `seed` fixes the initialisation and
+    every training batch.
     """
 
     n_correlated_pairs: int
@@ -128,14 +128,6 @@ class PairSweep:
     def n_features(self) -> int:
         return 2 * (self.n_correlated_pairs + self.n_anticorrelated_pairs)
 
-    @property
-    def n_settings(self) -> int:
-        return len(self.feature_probabilities)
-
-    @property
-    def n_inst(self) -> int:
-        return self.n_settings * self.n_seeds
-
     def config(self) -> ToyModelConfig:
         return ToyModelConfig(
             n_inst=self.n_inst,
@@ -145,9 +137,8 @@ class PairSweep:
             n_anticorrelated_pairs=self.n_anticorrelated_pairs,
         )
 
-    def feature_probability(self) -> Float[Tensor, "inst 1"]:
-        p = t.tensor(self.feature_probabilities, dtype=t.float32)
-        return p.repeat_interleave(self.n_seeds).unsqueeze(-1)
+    def importance(self) -> Float[Tensor, " feats"]:
+        return t.ones(self.n_features)
 
 
 def densities(base: float, n: int = 5) -> tuple[float, ...]:
@@ -179,40 +170,6 @@ THREE_CORRELATED = PairSweep(
     n_seeds=4,
     steps=STEPS,
 )
-
-
-@dataclass
-class PairSweepResult:
-    """A trained sweep: the model, its training curve, its loss on a fresh batch, and the best seed per setting."""
-
-    sweep: PairSweep
-    model: ToyModel
-    history: dict[str, Tensor]  # from `ToyModel.optimize`: {"step": [n_logs], "loss": [n_logs, inst]}
-    loss: Float[Tensor, " inst"]
-    best: Int[Tensor, " setting"]  # the instance index kept for each setting
-
-    @property
-    def W(self) -> Float[Tensor, "setting d_hidden feats"]:
-        """Weights of the best seed of every setting."""
-        return self.model.W.detach()[self.best].cpu()
-
-    @property
-    def b_final(self) -> Float[Tensor, "setting feats"]:
-        return self.model.b_final.detach()[self.best].cpu()
-
-
-def train_pair_sweep(
-    sweep: PairSweep, model_class: type[ToyModel] = ToyModel, device: t.device | str | None = None
-) -> PairSweepResult:
-    """Train every (setting, seed) of a sweep at once, then keep the seed with the lowest loss for each setting.
-
-    `model_class` is the class to train: the reference `ToyModel` by default, or the learner's.
-    """
-    t.manual_seed(sweep.seed)
-    model = model_class(sweep.config(), feature_probability=sweep.feature_probability(), device=device)
-    history = model.optimize(batch_size=sweep.batch_size, steps=sweep.steps, lr=sweep.lr, lr_scale=sweep.lr_scale)
-    loss = evaluate_loss(model).cpu()
-    return PairSweepResult(sweep, model, history, loss, best_of_n(loss, sweep.n_seeds))
 
 
 # ------------------------------------------------------------------------------------------- measurements

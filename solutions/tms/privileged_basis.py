@@ -8,8 +8,6 @@ each neuron responds to one feature (monosemantic) or to several (polysemantic).
 * `NeuronComputationModel`: a model that must *compute* something, abs(x), with separate weights in and out.
 """
 
-from dataclasses import dataclass
-
 import einops
 import torch as t
 import torch.nn.functional as F
@@ -17,7 +15,7 @@ from jaxtyping import Float, Int
 from torch import Tensor, nn
 
 from solutions.tms import superposition
-from solutions.tms.superposition_experiments import Sweep, best_of_n
+from solutions.tms.superposition_experiments import Sweep
 
 
 class NeuronModel(superposition.ToyModel):
@@ -117,41 +115,6 @@ ABSOLUTE_VALUE = Sweep(
     n_seeds=2,
     steps=3_000,
 )
-
-
-@dataclass
-class NeuronSweepResult:
-    """A trained sweep: the model, its loss on a fresh batch, and the instance kept (best seed) for each setting."""
-
-    sweep: Sweep
-    model: superposition.ToyModel
-    loss: Float[Tensor, " inst"]
-    best: Int[Tensor, " setting"]
-
-
-def train_neuron_sweep(sweep: Sweep, model_class: type, device: t.device | str | None = None) -> NeuronSweepResult:
-    """Train every (setting, seed) of a sweep as one `model_class`, then keep the lowest-loss seed of each setting."""
-    t.manual_seed(sweep.seed)
-    cfg = superposition.ToyModelConfig(n_inst=sweep.n_inst, n_features=sweep.n_features, d_hidden=sweep.d_hidden)
-    model = model_class(
-        cfg, feature_probability=sweep.feature_probability(), importance=sweep.importance(), device=device
-    )
-    model.optimize(batch_size=sweep.batch_size, steps=sweep.steps, lr=sweep.lr, lr_scale=sweep.lr_scale)
-    loss = fresh_loss(model).cpu()
-    return NeuronSweepResult(sweep, model, loss, best_of_n(loss, sweep.n_seeds))
-
-
-@t.no_grad()
-def fresh_loss(model: superposition.ToyModel, batch_size: int = 1 << 15, seed: int = 0) -> Float[Tensor, " inst"]:
-    """Each instance's loss on one large fresh batch, from its own random stream (training draws are untouched).
-
-    Selecting seeds by the last training batch (1024 samples) would rank them by noise when features are sparse.
-    """
-    device = model.b_final.device
-    with t.random.fork_rng(devices=[device] if device.type != "cpu" else [], device_type=device.type):
-        t.manual_seed(seed)
-        batch = model.generate_batch(batch_size)
-        return model.calculate_loss(model(batch), batch, per_instance=True)
 
 
 def feature_norms(W: Float[Tensor, "inst d_hidden feats"]) -> Float[Tensor, "inst feats"]:

@@ -33,25 +33,15 @@ def constant_then_decay(step: int, steps: int) -> float:
     return min(1.0, 2 * (1 - step / steps))
 
 
-@dataclass(frozen=True)
-class Sweep:
-    """A grid of toy models, one per (feature probability, seed), trained as the instances of one `ToyModel`.
+class SeedGrid:
+    """Settings × seeds packed as the instances of one model; the sweeps below are frozen dataclasses built on it.
 
-    Instance `setting * n_seeds + seed` has feature probability `feature_probabilities[setting]`. Every instance
-    has importance I_i = importance_decay ** i, so feature 0 matters most. `seed` fixes the initialisation and
-    every training batch.
+    Instance `setting * n_seeds + seed` has feature probability `feature_probabilities[setting]`. A subclass has the
+    fields `feature_probabilities` and `n_seeds` and says how to build its model: `config()` and `importance()`.
     """
 
-    n_features: int
-    d_hidden: int
-    importance_decay: float
     feature_probabilities: tuple[float, ...]
     n_seeds: int
-    steps: int
-    batch_size: int = 1024
-    lr: float = 1e-2
-    lr_scale: Callable[[int, int], float] = constant_then_decay
-    seed: int = 0
 
     @property
     def n_settings(self) -> int:
@@ -60,9 +50,6 @@ class Sweep:
     @property
     def n_inst(self) -> int:
         return self.n_settings * self.n_seeds
-
-    def importance(self) -> Float[Tensor, " feats"]:
-        return self.importance_decay ** t.arange(self.n_features, dtype=t.float32)
 
     def feature_probability(self) -> Float[Tensor, "inst 1"]:
         p = t.tensor(self.feature_probabilities, dtype=t.float32)
@@ -78,6 +65,32 @@ class Sweep:
     def instances(self, setting: int) -> range:
         """The instances that train this setting, one per seed."""
         return range(setting * self.n_seeds, (setting + 1) * self.n_seeds)
+
+
+@dataclass(frozen=True)
+class Sweep(SeedGrid):
+    """A grid of toy models, one per (feature probability, seed), trained as the instances of one `ToyModel`.
+
+    Every instance has importance I_i = importance_decay ** i, so feature 0 matters most. `seed` fixes the
+    initialisation and every training batch.
+    """
+
+    n_features: int
+    d_hidden: int
+    importance_decay: float
+    feature_probabilities: tuple[float, ...]
+    n_seeds: int
+    steps: int
+    batch_size: int = 1024
+    lr: float = 1e-2
+    lr_scale: Callable[[int, int], float] = constant_then_decay
+    seed: int = 0
+
+    def config(self) -> ToyModelConfig:
+        return ToyModelConfig(n_inst=self.n_inst, n_features=self.n_features, d_hidden=self.d_hidden)
+
+    def importance(self) -> Float[Tensor, " feats"]:
+        return self.importance_decay ** t.arange(self.n_features, dtype=t.float32)
 
 
 FIVE_TO_TWO = Sweep(
@@ -117,7 +130,7 @@ HUNDRED_TO_TWENTY = Sweep(
 class SweepResult:
     """A trained sweep: the model, its training curve, its loss on a fresh batch, and the best seed per setting."""
 
-    sweep: Sweep
+    sweep: SeedGrid
     model: ToyModel
     history: dict[str, Tensor]  # from `ToyModel.optimize`: {"step": [n_logs], "loss": [n_logs, inst]}
     loss: Float[Tensor, " inst"]
@@ -126,25 +139,26 @@ class SweepResult:
     @property
     def W(self) -> Float[Tensor, "setting d_hidden feats"]:
         """Weights of the best seed of every setting."""
-        return self.model.W.detach()[self.best]
+        return self.model.W.detach()[self.best].cpu()
 
     @property
     def b_final(self) -> Float[Tensor, "setting feats"]:
         """Output biases of the best seed of every setting."""
-        return self.model.b_final.detach()[self.best]
+        return self.model.b_final.detach()[self.best].cpu()
 
 
 def train_sweep(
-    sweep: Sweep, model_class: type[ToyModel] = ToyModel, device: t.device | str | None = None
+    sweep: SeedGrid, model_class: type[ToyModel] = ToyModel, device: t.device | str | None = None
 ) -> SweepResult:
     """Train every (setting, seed) of a sweep at once, then keep the seed with the lowest loss for each setting.
 
-    `model_class` is the reference ToyModel by default; the notebook passes the learner's own class.
+    `model_class` is the reference ToyModel by default; the notebooks pass the learner's own class, or the section's
+    model (a linear model, a neuron model, ...): anything built like a ToyModel that has `optimize`.
     """
     t.manual_seed(sweep.seed)
-    cfg = ToyModelConfig(n_inst=sweep.n_inst, n_features=sweep.n_features, d_hidden=sweep.d_hidden)
-    importance, feature_probability = sweep.importance(), sweep.feature_probability()
-    model = model_class(cfg, feature_probability=feature_probability, importance=importance, device=device)
+    model = model_class(
+        sweep.config(), feature_probability=sweep.feature_probability(), importance=sweep.importance(), device=device
+    )
     history = model.optimize(batch_size=sweep.batch_size, steps=sweep.steps, lr=sweep.lr, lr_scale=sweep.lr_scale)
     loss = evaluate_loss(model).cpu()
     return SweepResult(sweep, model, history, loss, best_of_n(loss, sweep.n_seeds))
@@ -160,7 +174,7 @@ def evaluate_loss(model: ToyModel, batch_size: int = 1 << 16, seed: int = 0) -> 
     come from the models alone. The batch comes from its own seeded random stream, so evaluating never changes what
     training draws next.
     """
-    device = model.W.device
+    device = model.b_final.device
     p = model.feature_probability
     first_alike = (p[:, None, :] == p[None, :, :]).all(dim=-1).int().argmax(dim=1)  # first instance with the same p
     chunk = 1 << 12  # bounds the memory of big models (100 features × 20 instances)

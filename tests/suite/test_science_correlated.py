@@ -13,31 +13,32 @@ import pytest
 import torch as t
 
 from solutions.tms import correlated as c
+from solutions.tms.superposition_experiments import SweepResult, train_sweep
 
 pytestmark = pytest.mark.slow
 
 
-def train(sweep: c.PairSweep) -> c.PairSweepResult:
+def train(sweep: c.PairSweep) -> SweepResult:
     t.set_num_threads(1)
-    return c.train_pair_sweep(sweep)
+    return train_sweep(sweep, c.ToyModel)
 
 
 @pytest.fixture(scope="module")
-def correlated() -> c.PairSweepResult:
+def correlated() -> SweepResult:
     return train(c.CORRELATED)
 
 
 @pytest.fixture(scope="module")
-def anticorrelated() -> c.PairSweepResult:
+def anticorrelated() -> SweepResult:
     return train(c.ANTICORRELATED)
 
 
 @pytest.fixture(scope="module")
-def three() -> c.PairSweepResult:
+def three() -> SweepResult:
     return train(c.THREE_CORRELATED)
 
 
-def measured(result: c.PairSweepResult) -> str:
+def measured(result: SweepResult) -> str:
     W = result.W
     return (
         f"p {[round(p, 4) for p in result.sweep.feature_probabilities]}: "

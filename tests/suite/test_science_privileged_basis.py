@@ -11,27 +11,28 @@ import pytest
 import torch as t
 
 from solutions.tms import privileged_basis as pb
+from solutions.tms.superposition_experiments import SweepResult, train_sweep
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def neurons() -> pb.NeuronSweepResult:
+def neurons() -> SweepResult:
     t.set_num_threads(1)
-    return pb.train_neuron_sweep(pb.PRIVILEGED_BASIS, pb.NeuronModel)
+    return train_sweep(pb.PRIVILEGED_BASIS, pb.NeuronModel)
 
 
 @pytest.fixture(scope="module")
-def computation() -> pb.NeuronSweepResult:
+def computation() -> SweepResult:
     t.set_num_threads(1)
-    return pb.train_neuron_sweep(pb.ABSOLUTE_VALUE, pb.NeuronComputationModel)
+    return train_sweep(pb.ABSOLUTE_VALUE, pb.NeuronComputationModel)
 
 
-def best_W(result: pb.NeuronSweepResult) -> t.Tensor:
+def best_W(result: SweepResult) -> t.Tensor:
     return result.model.W.detach()[result.best]
 
 
-def measured_neurons(result: pb.NeuronSweepResult) -> str:
+def measured_neurons(result: SweepResult) -> str:
     W = best_W(result)
     return (
         f"p {list(result.sweep.feature_probabilities)}: features represented {pb.n_represented(W).tolist()}, "
@@ -69,7 +70,7 @@ def test_sparser_features_make_neurons_polysemantic(neurons):
 # ------------------------------------------------------------------------------------------- T10
 
 
-def computed_counts(result: pb.NeuronSweepResult) -> tuple[t.Tensor, t.Tensor, t.Tensor, str]:
+def computed_counts(result: SweepResult) -> tuple[t.Tensor, t.Tensor, t.Tensor, str]:
     errors = pb.single_feature_errors(result.model)[result.best]
     full, partly, halves = pb.n_computed(errors)
     measured = (
