@@ -35,15 +35,24 @@ def progress_bar(total: int, desc: str = "") -> Any:
 
 
 @contextlib.contextmanager
-def threads_for(n_elements: int, device: t.device) -> Iterator[None]:
-    """Run the block on one CPU thread if the problem is small, restoring the caller's setting afterwards."""
+def one_cpu_thread(device: t.device) -> Iterator[None]:
+    """Run the block on one CPU thread (on any other device, change nothing), restoring the caller's setting after.
+
+    For loops of many small kernels: a second thread costs more in hand-offs than it saves, and on a shared machine
+    (CI runs two notebooks at once on two cores) it mostly waits for the first.
+    """
     before = t.get_num_threads()
-    if device.type == "cpu" and n_elements < SINGLE_THREAD_BELOW:
+    if device.type == "cpu":
         t.set_num_threads(1)
     try:
         yield
     finally:
         t.set_num_threads(before)
+
+
+def threads_for(n_elements: int, device: t.device) -> contextlib.AbstractContextManager[None]:
+    """One CPU thread if a step touches fewer than SINGLE_THREAD_BELOW elements; torch's own setting otherwise."""
+    return one_cpu_thread(device) if n_elements < SINGLE_THREAD_BELOW else contextlib.nullcontext()
 
 
 def make_optimizer(params: list[nn.Parameter], lr: float, weight_decay: float) -> t.optim.Optimizer:

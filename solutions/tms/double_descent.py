@@ -224,7 +224,7 @@ def train_double_descent(sweep: DoubleDescentSweep, device: t.device | str | Non
     rather than padding every dataset to the largest: with sizes spread over three decades, padding would multiply
     the cost of a step by about five.
     """
-    from utils.training import adamw, progress_bar, threads_for
+    from utils.training import adamw, one_cpu_thread, progress_bar
 
     t.manual_seed(sweep.seed)
     cfg = ToyModelConfig(n_inst=sweep.n_inst, n_features=sweep.n_features, d_hidden=sweep.d_hidden)
@@ -246,9 +246,8 @@ def train_double_descent(sweep: DoubleDescentSweep, device: t.device | str | Non
     update = adamw(params, sweep.lr, sweep.weight_decay)
     log_steps = sorted({*range(0, sweep.steps, max(1, sweep.steps // 100)), sweep.steps - 1})
     log = t.empty((len(log_steps), sweep.n_inst), device=model.W.device)
-    # One CPU thread, although a step is big enough to split: each step is a dozen small kernels, and on a shared
-    # machine (CI runs two notebooks at once on two cores) a second thread spends its time waiting for the first.
-    with threads_for(0, model.W.device), progress_bar(sweep.steps, "DoubleDescentModel") as bar:
+    # One CPU thread, although a step is big enough to split: each step is a dozen small kernels.
+    with one_cpu_thread(model.W.device), progress_bar(sweep.steps, "DoubleDescentModel") as bar:
         next_log = 0
         for step in range(sweep.steps):
             loss = losses(train_data)

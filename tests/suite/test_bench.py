@@ -55,3 +55,23 @@ def test_the_fused_update_takes_the_same_steps_as_torch_adamw():
         optimizer.step()
     for a, b in zip(ours, theirs, strict=True):
         assert t.allclose(a, b, atol=1e-6), (a - b).abs().max()
+
+
+def test_thread_settings_apply_inside_the_block_only():
+    from utils.training import SINGLE_THREAD_BELOW, one_cpu_thread, threads_for
+
+    before = t.get_num_threads()
+    try:
+        t.set_num_threads(2)
+        with one_cpu_thread(t.device("cpu")):
+            assert t.get_num_threads() == 1
+        assert t.get_num_threads() == 2
+        with threads_for(SINGLE_THREAD_BELOW - 1, t.device("cpu")):
+            assert t.get_num_threads() == 1
+        with threads_for(SINGLE_THREAD_BELOW, t.device("cpu")):
+            assert t.get_num_threads() == 2  # big enough to split: torch's own setting
+        with one_cpu_thread(t.device("meta")):  # another device: CPU threads are not its business
+            assert t.get_num_threads() == 2
+        assert t.get_num_threads() == 2
+    finally:
+        t.set_num_threads(before)
