@@ -17,6 +17,7 @@ from solutions.tms.phase_diagrams_experiments import (
     expected_loss,
     monte_carlo_losses,
     n_represented_features,
+    optimal_model,
     superposition_boundary,
     train_linear_and_relu,
     train_phase_grid,
@@ -156,6 +157,34 @@ def test_no_trained_model_beats_the_closed_form_optimum_by_much(phase_grid):
     assert ((matched - 1).abs() < 0.02).all(), f"ignore/dedicated cells: trained / closed form = {matched.tolist()}"
 
 
+def test_superposed_models_reach_the_exact_optimum_and_its_small_bias(phase_grid):
+    """SCIENCE T5 says ‖b‖ < 0.01 in superposition at p ≤ 0.1. Measured, the trained ‖b‖ reaches 0.0104 at the
+    corners r = 0.1 and r = 10 of p = 0.1. That is not a training artefact: the exact optimum of the expected loss
+    (L-BFGS from the trained model) has ‖b‖ = 0.01005 there, and the trained model sits within 0.0004 of it. So
+    assert what is true: every superposed model at p ≤ 0.1 is the exact optimum, whose bias is below 0.0101
+    (below 0.002 at p ≤ 0.05)."""
+    result, comparison = phase_grid
+    labels = classify_phase(result.W, result.b_final)
+    cells = [
+        c for c, label in enumerate(labels)
+        if label == "superposition" and comparison.agree[c] and comparison.density[c] <= 0.1
+    ]  # fmt: skip
+    assert len(cells) >= 20, f"only {len(cells)} superposed cells at p ≤ 0.1"
+    index = t.tensor(cells)
+    importance = t.stack([t.ones(len(cells)), comparison.ratio[index]], -1)
+    density = comparison.density[index]
+    W_opt, b_opt = optimal_model(result.W[index], result.b_final[index], importance, density)
+    for k, cell in enumerate(cells):
+        where = (
+            f"r={comparison.ratio[cell]:.3g} p={density[k]:.3g}: trained w={result.W[cell, 0].tolist()} "
+            f"b={result.b_final[cell].tolist()}, optimum w={W_opt[k, 0].tolist()} b={b_opt[k].tolist()}"
+        )
+        # measured: ‖Δb‖ ≤ 0.0024 and ‖Δw‖ ≤ 0.0053, largest at p = 0.01 where few batches hold both features
+        assert (result.b_final[cell] - b_opt[k]).norm() < 0.005, f"trained bias is not the optimum's, {where}"
+        assert (result.W[cell, 0] - W_opt[k, 0]).norm() < 0.01, f"trained weights are not the optimum's, {where}"
+        assert b_opt[k].norm() < (0.0101 if density[k] > 0.05 else 0.002), f"the optimum's bias, {where}"
+
+
 def test_trained_phases_look_like_their_candidates(phase_grid):
     result, comparison = phase_grid
     w, b = result.W[:, 0], result.b_final
@@ -166,11 +195,9 @@ def test_trained_phases_look_like_their_candidates(phase_grid):
         if label == "superposition":
             assert w[cell, 0] * w[cell, 1] < 0, f"superposition should be antipodal, {where}"
             # Superposed features hedge with small positive biases against inputs where both are present; that
-            # bias shrinks with p: measured max ‖b‖ 0.0104 at p = 0.1 (r = 10), 0.0023 at p ≤ 0.05.
+            # bias shrinks with p (measured max ‖b‖ 0.0023 at p ≤ 0.05). At p = 0.1 see the next test.
             if comparison.agree[cell] and p[cell] <= 0.05:
                 assert b[cell].norm() < 0.01, f"sparse superposition has ‖b‖ < 0.01, {where}"
-            if comparison.agree[cell] and p[cell] <= 0.1:
-                assert b[cell].norm() < 0.02, f"superposition at p ≤ 0.1 has ‖b‖ < 0.02, {where}"
         elif comparison.agree[cell] and comparison.away_from_boundary[cell]:
             # (at r = 1, p = 1 the two are tied and any unit w with equal signs is optimal: no shape to check)
             dropped = 1 if label == "not represented" else 0
