@@ -104,6 +104,16 @@ def test_relu_model_uses_superposition_once_features_are_sparse(linear_and_relu)
     assert all(relu[p] >= 9 for p in (0.1, 0.03, 0.01, 0.003, 0.001)), f"≥ 9 features at p ≤ 0.1: {relu}"
 
 
+def test_relu_dimensions_per_feature_fall_below_0_6_when_sparse(linear_and_relu):
+    # D* = m / ‖W‖_F², the hidden dimensions per represented unit of feature norm (SCIENCE T4: 1.0 dense, < 0.6 at
+    # p ≤ 0.1; the reference run measured 0.55 to 0.34).
+    result = linear_and_relu["relu"]
+    d_star = LINEAR_VS_RELU.d_hidden / result.W.pow(2).sum(dim=(1, 2))
+    by_p = dict(zip(LINEAR_VS_RELU.feature_probabilities, d_star.tolist(), strict=True))
+    assert by_p[1.0] > 0.95, f"dense: D* = {by_p}"
+    assert all(by_p[p] < 0.6 for p in (0.1, 0.03, 0.01, 0.003, 0.001)), f"D* per density: {by_p}"
+
+
 def test_relu_superposition_beats_every_five_feature_solution_at_p_03(linear_and_relu):
     # The linear model's loss is the loss of the best solution that represents 5 features without interference
     # (the ReLU changes nothing there), so a ReLU loss below it proves superposition is the better solution.

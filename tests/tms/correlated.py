@@ -8,7 +8,6 @@ fails a check with probability below one in a million, however it is written. Wh
 out which known mistake explains the data, and names it.
 """
 
-import itertools
 from collections.abc import Callable
 
 import einops
@@ -17,7 +16,7 @@ from torch import Tensor
 
 from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, expect_tensor, raised
 from tests.stats import FALSE_FAILURE_RATE, binomial_range, dkw_radius, hoeffding_radius
-from tests.tms.superposition import build
+from tests.tms.common import build, outside, uniform_ks_distance
 
 MODULE = "solutions.tms.correlated"
 
@@ -166,20 +165,8 @@ class Tests:
     def not_uniform(self, values: Tensor) -> float | None:
         """The Kolmogorov–Smirnov distance of `values` to U[0, 1] if it is too large, else None."""
         self.spend(1)
-        # The distance at 10,000 grid points is never more than the exact statistic, so the DKW bound still caps
-        # the false-failure rate, and it is far cheaper than sorting.
-        cdf = t.histc(values, bins=10_000, min=0, max=1).cumsum(0) / values.numel()
-        distance = float((cdf - t.linspace(1e-4, 1, 10_000)).abs().max())
+        distance = float(uniform_ks_distance(values, 0.0, 1.0))
         return distance if distance > dkw_radius(values.numel(), self.alpha) else None
-
-
-def outside(counts: Tensor, n: int, rates: Tensor, alpha: float) -> list[tuple[int, ...]]:
-    bad = []
-    for index in itertools.product(*map(range, rates.shape)):
-        lo, hi = binomial_range(n, round(float(rates[index]), 12), alpha)
-        if not lo <= float(counts[index]) / n <= hi:
-            bad.append(index)
-    return bad
 
 
 def explained_by(counts: Tensor, n: int, rates: Tensor) -> bool:

@@ -5,14 +5,14 @@ keeps a correct implementation's failure rate below FALSE_FAILURE_RATE); `warmup
 compared with the reference at every step of a few schedules, including the edge cases.
 """
 
-import itertools
 import math
 
 import torch as t
 from torch import Tensor
 
 from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, expect_tensor, raised
-from tests.stats import FALSE_FAILURE_RATE, binomial_range, dkw_radius
+from tests.stats import FALSE_FAILURE_RATE, dkw_radius
+from tests.tms.common import outside
 
 MODULE = "solutions.tms.double_descent"
 
@@ -211,26 +211,16 @@ def verdict_generate_dataset(results: dict, context: Context) -> None:
     present = points > 0
     n_pairs = n_inst * (n_features - 1) + (n_inst - 1) * n_features
     alpha = FALSE_FAILURE_RATE / (n_inst * n_features + 2 * n_inst * n_features + n_pairs + 2 * n_inst)
-
-    def outside(counts: Tensor, n: int, probs: Tensor) -> list[tuple[int, ...]]:
-        """Indices whose count is outside its Chernoff range (rounded probabilities make the ranges cacheable)."""
-        bad = []
-        for index in itertools.product(*map(range, probs.shape)):
-            lo, hi = binomial_range(n, round(float(probs[index]), 12), alpha)
-            if not lo <= float(counts[index]) / n <= hi:
-                bad.append(index)
-        return bad
-
     empty = (~present).all(-1).sum(0)
     p_empty = (1 - p).prod(-1)
-    if bad := outside(empty.unsqueeze(-1), N_POINTS, p_empty.unsqueeze(-1)):
+    if bad := outside(empty.unsqueeze(-1), N_POINTS, p_empty.unsqueeze(-1), alpha):
         i = bad[0][0]
         raise CheckFailed(
             f"{HINT_EMPTY_KEPT}. In instance {i}, {int(empty[i])} of {N_POINTS} points are empty; "
             f"expected about {float(p_empty[i]) * N_POINTS:.0f}."
         )
     counts = present.sum(0)
-    if bad := outside(counts, N_POINTS, p):
+    if bad := outside(counts, N_POINTS, p, alpha):
         i, f = bad[0]
         raise CheckFailed(
             f"{HINT_FREQUENCY}: instance {i}, feature {f} has probability {float(p[i, f]):.2f} but was present "
@@ -238,7 +228,7 @@ def verdict_generate_dataset(results: dict, context: Context) -> None:
         )
     half = N_POINTS // 2
     halves = (present[:half] & present[half:]).sum(0)
-    if bad := outside(halves, half, p * p):
+    if bad := outside(halves, half, p * p, alpha):
         raise CheckFailed(
             f"Points must be independent of each other; yours repeat (instance {bad[0][0]}, feature {bad[0][1]})."
         )
@@ -246,7 +236,7 @@ def verdict_generate_dataset(results: dict, context: Context) -> None:
         ("features", (present[:, :, :-1] & present[:, :, 1:]).sum(0), p[:, :-1] * p[:, 1:]),
         ("instances", (present[:, :-1] & present[:, 1:]).sum(0), p[:-1] * p[1:]),
     ]:
-        if bad := outside(together, N_POINTS, expected):
+        if bad := outside(together, N_POINTS, expected, alpha):
             raise CheckFailed(
                 f"Different {what} must be present independently of each other (pair {bad[0]} was present together "
                 f"in {float(together[bad[0]]) / N_POINTS:.4f} of points; independent draws give {float(expected[bad[0]]):.4f})."

@@ -4,36 +4,43 @@ Each mistake is a small wrong implementation written the way a learner would wri
 checker gives when it recognises it. The test suite runs every one of them through its check.
 """
 
-import itertools
-
 import einops
 import torch as t
 import torch.nn.functional as F
 from torch import Tensor
 
-from tests.harness import (
-    CheckFailed,
-    Context,
-    Exercise,
-    Mistake,
-    attempt,
-    expect_close,
-    expect_tensor,
-    mistake_outputs,
-    raised,
+from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, expect_close, expect_tensor, raised
+from tests.stats import FALSE_FAILURE_RATE, binomial_range, hoeffding_radius
+from tests.tms.common import (
+    HINT_FRESH_CALLS,
+    HINT_ONLY_3D,
+    build,
+    expect_batches,
+    gradient_weights,
+    judge_forward_output,
+    judge_frequency,
+    judge_independence,
+    judge_loss,
+    judge_magnitude_independence,
+    judge_tied_forward,
+    judge_uniform,
+    loss_mistakes,
+    output_gradients,
+    probe_batches,
+    probe_loss,
+    probe_tied_forward,
+    sampler_mistakes,
+    set_parameter,
+    shape_of,
+    sparse,
+    tied_case,
 )
-from tests.stats import FALSE_FAILURE_RATE, binomial_range, dkw_radius, hoeffding_radius
-from tests.tms.superposition import HINT_PER_INSTANCE, HINT_SCALAR, build, judge_loss, set_parameter
 
 MODULE = "solutions.tms.privileged_basis"
 
 HINT_NO_GRAD = (
     "No gradient reaches the weights through your output, so the model could never learn. Don't use `.detach()`, "
     "`.data`, `.item()` or `torch.no_grad()` inside forward."
-)
-HINT_ONLY_3D = (
-    "forward must accept any number of leading axes (`features: [... inst feats]`); yours fails on a 4-D input. "
-    "Use `...` in your einsum patterns."
 )
 
 
@@ -44,16 +51,6 @@ def reference(name: str, cfg_kwargs: dict, **kwargs) -> t.nn.Module:
     return getattr(module, name)(ToyModelConfig(**cfg_kwargs), **kwargs)
 
 
-def sparse(g: t.Generator, shape: tuple[int, ...], low: float) -> Tensor:
-    """Uniform values on [low, 1], each present with probability 0.6 (else 0)."""
-    return (low + (1 - low) * t.rand(shape, generator=g)) * (t.rand(shape, generator=g) < 0.6)
-
-
-def gradient_weights(out: Tensor) -> Tensor:
-    """Fixed, unequal weights for a scalar of the output, so that the gradient sees every output entry."""
-    return t.linspace(0.5, 1.5, out.numel(), device=out.device).view(out.shape)
-
-
 # -------------------------------------------------------------------------------------- NeuronModel.forward
 
 NEURON_CFG = dict(n_inst=3, n_features=6, d_hidden=4)
@@ -61,34 +58,11 @@ NEURON_CFG = dict(n_inst=3, n_features=6, d_hidden=4)
 
 def neuron_case(context: Context) -> dict[str, Tensor]:
     """Weights of both signs (so that the hidden ReLU cuts), non-zero biases, sparse features in [0, 1]."""
-    g = context.generator(10)
-    n_inst, n_features, d_hidden = NEURON_CFG["n_inst"], NEURON_CFG["n_features"], NEURON_CFG["d_hidden"]
-    return {
-        "W": t.randn((n_inst, d_hidden, n_features), generator=g),
-        "b_final": t.randn((n_inst, n_features), generator=g) * 0.5,
-        "features": sparse(g, (8, n_inst, n_features), 0.0),
-        "features_4d": sparse(g, (2, 3, n_inst, n_features), 0.0),
-    }
+    return tied_case(context, NEURON_CFG, salt=10, batch=8, batch_4d=(2, 3))
 
 
 def probe_neuron_model(NeuronModel: type, context: Context) -> dict:
-    case = neuron_case(context)
-    model = build(NeuronModel, NEURON_CFG, context.device)
-    set_parameter(model, "W", case["W"])
-    set_parameter(model, "b_final", case["b_final"])
-    features = case["features"].to(context.device)
-    out = model(features)
-    results = {
-        "out": out,
-        "features_after": features,
-        "out_4d": attempt(lambda: model(case["features_4d"].to(context.device))),
-    }
-    if isinstance(out, Tensor) and out.requires_grad:
-        model.zero_grad()
-        (out * gradient_weights(out)).sum().backward()
-    results["grad_W"] = model.W.grad
-    results["grad_b_final"] = model.b_final.grad
-    return results
+    return probe_tied_forward(NeuronModel, NEURON_CFG, neuron_case(context), context)
 
 
 def neuron_forward_without_bias(self, features):
@@ -189,31 +163,8 @@ NEURON_MISTAKES = [
 
 
 def verdict_neuron_model(results: dict, context: Context) -> None:
-    case = neuron_case(context)
     model = reference("NeuronModel", NEURON_CFG)
-    set_parameter(model, "W", case["W"])
-    set_parameter(model, "b_final", case["b_final"])
-    features = case["features"]
-    got = expect_tensor(results["out"], "forward(features)", tuple(features.shape), "batch inst feats")
-    if not t.equal(results["features_after"], features):
-        raise CheckFailed("forward changed its input `features` in place; compute new tensors instead.")
-    with t.no_grad():
-        outputs, hints = mistake_outputs(NEURON_MISTAKES, lambda impl: impl(model, features))
-        expect_close(got, model(features), "forward(features)", outputs, hints)
-    if raised(results["out_4d"]) is not None:
-        raise CheckFailed(f"{HINT_ONLY_3D} ({raised(results['out_4d'])})")
-    features_4d = case["features_4d"]
-    got_4d = expect_tensor(
-        results["out_4d"], "forward on a [2, 3, inst, feats] input", tuple(features_4d.shape), "a b inst feats"
-    )
-    with t.no_grad():
-        expect_close(got_4d, model(features_4d), "forward on a [2, 3, inst, feats] input")
-    if results["grad_W"] is None or results["grad_b_final"] is None:
-        raise CheckFailed(HINT_NO_GRAD)
-    out = model(features)
-    (out * gradient_weights(out)).sum().backward()
-    expect_close(results["grad_W"], model.W.grad, "the gradient of your output with respect to W")
-    expect_close(results["grad_b_final"], model.b_final.grad, "the gradient of your output with respect to b_final")
+    judge_tied_forward(results, model, neuron_case(context), NEURON_MISTAKES, HINT_NO_GRAD)
 
 
 # ---------------------------------------------------------------------------- NeuronComputationModel.forward
@@ -247,12 +198,7 @@ def probe_computation_forward(NeuronComputationModel: type, context: Context) ->
     set_computation_parameters(model, case)
     features = case["features"].to(context.device)
     out = model(features)
-    results = {"out": out, "features_after": features}
-    if isinstance(out, Tensor) and out.requires_grad:
-        model.zero_grad()
-        (out * gradient_weights(out)).sum().backward()
-    for name in ("W1", "W2", "b_final"):
-        results[f"grad_{name}"] = getattr(model, name).grad
+    results = {"out": out, "features_after": features} | output_gradients(model, out, ("W1", "W2", "b_final"))
 
     def wide() -> Tensor:
         wide_case = computation_case(context, COMPUTATION_CFG_WIDE, 21, (2, 3))
@@ -378,12 +324,7 @@ def verdict_computation_forward(results: dict, context: Context) -> None:
     model = reference("NeuronComputationModel", COMPUTATION_CFG)
     set_computation_parameters(model, case)
     features = case["features"]
-    got = expect_tensor(results["out"], "forward(features)", tuple(features.shape), "batch inst feats")
-    if not t.equal(results["features_after"], features):
-        raise CheckFailed("forward changed its input `features` in place; compute new tensors instead.")
-    with t.no_grad():
-        outputs, hints = mistake_outputs(COMPUTATION_FORWARD_MISTAKES, lambda impl: impl(model, features))
-        expect_close(got, model(features), "forward(features)", outputs, hints)
+    judge_forward_output(results, model, features, COMPUTATION_FORWARD_MISTAKES)
     if any(results[f"grad_{name}"] is None for name in ("W1", "W2", "b_final")):
         raise CheckFailed(HINT_NO_GRAD)
     out = model(features)
@@ -406,27 +347,10 @@ def verdict_computation_forward(results: dict, context: Context) -> None:
 # ------------------------------------------------------------------------ NeuronComputationModel.generate_batch
 
 BATCH_CFG = dict(n_inst=4, n_features=6, d_hidden=3)
-BATCH_SIZE = 10_000
-
-
-def batch_probabilities() -> Tensor:
-    """Different per instance and per feature, all away from 0.5 (so p and 1 - p differ) and from 0 and 1."""
-    rows = t.tensor([0.08, 0.2, 0.35, 0.65, 0.8, 0.92])
-    return t.stack([rows.roll(i) for i in range(BATCH_CFG["n_inst"])])
 
 
 def probe_generate_batch(NeuronComputationModel: type, context: Context) -> dict:
-    p = batch_probabilities().to(context.device)
-    model = build(NeuronComputationModel, BATCH_CFG, context.device, feature_probability=p)
-    with t.no_grad():
-        first = model.generate_batch(BATCH_SIZE)
-        small = model.generate_batch(7)
-        small_again = model.generate_batch(7)
-    return {"batch": first, "small": small, "small_again": small_again}
-
-
-def shape_of(self, batch_size):
-    return (batch_size, *self.feature_probability.shape)
+    return probe_batches(NeuronComputationModel, BATCH_CFG, context)
 
 
 def generate_batch_unsigned(self, batch_size):
@@ -460,56 +384,10 @@ def generate_batch_random_sign_only(self, batch_size):
     return t.where(t.rand(shape) <= self.feature_probability, signs, 0.0)
 
 
-def generate_batch_sparsity_for_probability(self, batch_size):
-    shape = shape_of(self, batch_size)
-    return t.where(t.rand(shape) <= 1 - self.feature_probability, 2 * t.rand(shape) - 1, 0.0)
-
-
-def generate_batch_shared_across_features(self, batch_size):
-    n_inst, n_features = self.feature_probability.shape
-    mask = t.rand((batch_size, n_inst, 1)) <= self.feature_probability
-    return t.where(mask, 2 * t.rand((batch_size, n_inst, n_features)) - 1, 0.0)
-
-
-def generate_batch_shared_across_instances(self, batch_size):
-    n_inst, n_features = self.feature_probability.shape
-    mask = t.rand((batch_size, 1, n_features)) <= self.feature_probability
-    return t.where(mask, 2 * t.rand((batch_size, n_inst, n_features)) - 1, 0.0)
-
-
-def generate_batch_same_magnitude_for_all_features(self, batch_size):
-    n_inst, n_features = self.feature_probability.shape
-    mask = t.rand((batch_size, n_inst, n_features)) <= self.feature_probability
-    return t.where(mask, 2 * t.rand((batch_size, n_inst, 1)) - 1, 0.0)
-
-
-def generate_batch_half_batch_repeated(self, batch_size):
-    half = (batch_size + 1) // 2
-    shape = shape_of(self, half)
-    x = t.where(t.rand(shape) <= self.feature_probability, 2 * t.rand(shape) - 1, 0.0)
-    return t.cat([x, x])[:batch_size]
-
-
-def generate_batch_fixed_seed(self, batch_size):
-    t.manual_seed(0)
-    shape = shape_of(self, batch_size)
-    return t.where(t.rand(shape) <= self.feature_probability, 2 * t.rand(shape) - 1, 0.0)
-
-
 HINT_SIGNED = "Magnitudes must be uniform on [-1, 1], so half of them negative (e.g. `2 * t.rand(...) - 1`); yours are never negative"
 HINT_ABSENT = "Absent features must be exactly 0: apply the mask after mapping the magnitudes to [-1, 1], not before"
 HINT_REUSED = "Draw the magnitudes independently of whether the feature is present: reusing the uniform that decided presence limits magnitudes to [-1, 2p - 1]"
 HINT_MAGNITUDE = "Present features need magnitudes uniform on [-1, 1] (mean 0, variance 1/3), drawn independently of whether they are present"
-HINT_FREQUENCY = "Each feature must be present with its own probability `self.feature_probability[inst, feat]`"
-HINT_FEATURE_INDEPENDENCE = (
-    "Features must be present independently of each other: draw one random number per (batch, inst, feat) entry"
-)
-HINT_INSTANCE_INDEPENDENCE = (
-    "Instances must get independent data: draw random numbers for the `inst` axis too, not one draw broadcast over it"
-)
-HINT_MAGNITUDE_INDEPENDENCE = "Magnitudes must be drawn independently for every feature, not shared across features"
-HINT_BATCH_INDEPENDENCE = "Rows of the batch must be independent samples; yours repeat each other"
-HINT_FRESH_CALLS = "Two calls returned the same batch: don't reseed the random generator inside generate_batch"
 
 GENERATE_BATCH_MISTAKES = [
     Mistake(generate_batch_unsigned, HINT_SIGNED),
@@ -518,23 +396,14 @@ GENERATE_BATCH_MISTAKES = [
     Mistake(generate_batch_half_range, HINT_MAGNITUDE),
     Mistake(generate_batch_gaussian_magnitudes, HINT_MAGNITUDE),
     Mistake(generate_batch_random_sign_only, HINT_MAGNITUDE),
-    Mistake(generate_batch_sparsity_for_probability, HINT_FREQUENCY),
-    Mistake(generate_batch_shared_across_features, HINT_FEATURE_INDEPENDENCE),
-    Mistake(generate_batch_shared_across_instances, HINT_INSTANCE_INDEPENDENCE),
-    Mistake(generate_batch_same_magnitude_for_all_features, HINT_MAGNITUDE_INDEPENDENCE),
-    Mistake(generate_batch_half_batch_repeated, HINT_BATCH_INDEPENDENCE),
-    Mistake(generate_batch_fixed_seed, HINT_FRESH_CALLS),
+    *sampler_mistakes(magnitudes=lambda shape: 2 * t.rand(shape) - 1),
 ]
 
 
 def verdict_generate_batch(results: dict, context: Context) -> None:
     """Distribution tests, each at level FALSE_FAILURE_RATE / (number of tests)."""
-    p = batch_probabilities()
+    p, batch, small = expect_batches(results, BATCH_CFG["n_inst"])
     n_inst, n_features = p.shape
-    batch = expect_tensor(
-        results["batch"], f"generate_batch({BATCH_SIZE})", (BATCH_SIZE, n_inst, n_features), "batch inst feats"
-    )
-    expect_tensor(results["small"], "generate_batch(7)", (7, n_inst, n_features), "batch inst feats")
     if not t.isfinite(batch).all():
         raise CheckFailed("generate_batch returned NaN or inf values.")
     # Exact -1 has probability ~2⁻²⁴ per entry for a correct sampler; many -1s and no zeros mean absent = -1.
@@ -544,33 +413,16 @@ def verdict_generate_batch(results: dict, context: Context) -> None:
         raise CheckFailed(
             f"{HINT_MAGNITUDE}: values must lie in [-1, 1]; yours range from {batch.min():.3g} to {batch.max():.3g}."
         )
-    if t.equal(results["small"], results["small_again"]):
+    if t.equal(small, results["small_again"]):
         raise CheckFailed(HINT_FRESH_CALLS + ".")
     present = batch != 0
     if not (batch[present] < 0).any():
         raise CheckFailed(HINT_SIGNED + ".")
 
-    half = BATCH_SIZE // 2
     n_cells = n_inst * n_features
     n_pairs = n_inst * (n_features - 1) + (n_inst - 1) * n_features
     alpha = FALSE_FAILURE_RATE / (3 * n_cells + n_pairs + 4 * n_inst + 1)
-
-    def outside(counts: Tensor, n: int, probs: Tensor) -> list[tuple[int, ...]]:
-        """Indices whose count is outside its Chernoff range (rounded probabilities make the ranges cacheable)."""
-        bad = []
-        for index in itertools.product(*map(range, probs.shape)):
-            lo, hi = binomial_range(n, round(float(probs[index]), 12), alpha)
-            if not lo <= float(counts[index]) / n <= hi:
-                bad.append(index)
-        return bad
-
-    counts = present.sum(0)
-    if bad := outside(counts, BATCH_SIZE, p):
-        i, f = bad[0]
-        raise CheckFailed(
-            f"{HINT_FREQUENCY}: instance {i}, feature {f} has probability {float(p[i, f]):.2f} but was present "
-            f"in {float(counts[i, f]) / BATCH_SIZE:.3f} of {BATCH_SIZE} samples."
-        )
+    judge_frequency(present, p, alpha)
     # Reusing the presence draw u < p as the magnitude 2u - 1 leaves (2p - 1, 1] empty in every cell. A correct
     # sampler puts a fraction 1 - p of the present values there: with ≥ 500 present values per cell and 1 - p ≥ 0.2,
     # an empty interval in all of them has probability below 0.8^500.
@@ -578,24 +430,7 @@ def verdict_generate_batch(results: dict, context: Context) -> None:
     if bool((above[p <= 0.8] == 0).all()):
         raise CheckFailed(HINT_REUSED + ".")
 
-    halves = (present[:half] & present[half : 2 * half]).sum(0)
-    neighbours = (present[0::2][:half] & present[1::2][:half]).sum(0)
-    for name, together in [("the two halves of the batch", halves), ("neighbouring rows", neighbours)]:
-        if bad := outside(together, half, p * p):
-            raise CheckFailed(
-                f"{HINT_BATCH_INDEPENDENCE} (instance {bad[0][0]}, feature {bad[0][1]}, comparing {name})."
-            )
-    for hint, together, expected in [
-        (HINT_FEATURE_INDEPENDENCE, (present[:, :, :-1] & present[:, :, 1:]).sum(0), p[:, :-1] * p[:, 1:]),
-        (HINT_INSTANCE_INDEPENDENCE, (present[:, :-1] & present[:, 1:]).sum(0), p[:-1] * p[1:]),
-    ]:
-        if bad := outside(together, BATCH_SIZE, expected):
-            index = bad[0]
-            raise CheckFailed(
-                f"{hint}. Two entries (pair {index}) were present together in {float(together[index]) / BATCH_SIZE:.4f} "
-                f"of samples; independent draws would give {float(expected[index]):.4f}."
-            )
-
+    judge_independence(present, p, alpha)
     for i in range(n_inst):
         values = batch[:, i][present[:, i]]
         n = values.numel()
@@ -611,20 +446,8 @@ def verdict_generate_batch(results: dict, context: Context) -> None:
                 f"{HINT_MAGNITUDE}. In instance {i} yours have mean {mean:.3f}, mean square {second_moment:.4f} "
                 f"(expected 1/3) and {positive:.1%} positive."
             )
-        # Kolmogorov–Smirnov distance to U[-1, 1] on a 10,000-point grid: never more than the exact statistic, so
-        # the DKW bound still caps the false-failure rate.
-        cdf = t.histc(values, bins=10_000, min=-1, max=1).cumsum(0) / n
-        ks_distance = (cdf - t.linspace(1e-4, 1, 10_000)).abs().max()
-        if ks_distance > dkw_radius(n, alpha):
-            raise CheckFailed(
-                f"{HINT_MAGNITUDE}. In instance {i} they are not uniform (KS distance {ks_distance:.3f})."
-            )
-
-    # Magnitudes of two features present together must be uncorrelated: E[m₁ m₂] = 0, each product in [−1, 1].
-    both = present[:, :, :-1] & present[:, :, 1:]
-    products = (batch[:, :, :-1] * batch[:, :, 1:])[both]
-    if products.numel() and abs(products.mean()) > hoeffding_radius(products.numel(), 2.0, alpha):
-        raise CheckFailed(f"{HINT_MAGNITUDE_INDEPENDENCE}: magnitudes of features present together are correlated.")
+        judge_uniform(values, -1.0, 1.0, alpha, HINT_MAGNITUDE, i)
+    judge_magnitude_independence(batch, present, centre=0.0, width=2.0, alpha=alpha)  # m₁ m₂ ∈ [−1, 1]
 
 
 # ------------------------------------------------------------------------ NeuronComputationModel.calculate_loss
@@ -644,17 +467,7 @@ def loss_case(context: Context) -> dict[str, Tensor]:
 
 
 def probe_calculate_loss(NeuronComputationModel: type, context: Context) -> dict:
-    case = loss_case(context)
-    model = build(NeuronComputationModel, LOSS_CFG, context.device, importance=case["importance"].to(context.device))
-    out = case["out"].to(context.device).requires_grad_(True)
-    batch = case["batch"].to(context.device)
-    loss = model.calculate_loss(out, batch)
-    results = {"loss": loss, "out_after": out.detach(), "batch_after": batch}
-    if isinstance(loss, Tensor) and loss.requires_grad and loss.numel() == 1:
-        loss.backward()
-        results["grad_out"] = out.grad
-    results["per_instance"] = attempt(lambda: model.calculate_loss(out.detach(), batch, per_instance=True))
-    return results
+    return probe_loss(NeuronComputationModel, LOSS_CFG, loss_case(context), context)
 
 
 def loss_against_x(self, out, batch, per_instance=False):
@@ -672,45 +485,6 @@ def loss_against_relu_of_x(self, out, batch, per_instance=False):
     return loss if per_instance else loss.sum()
 
 
-def loss_mean_over_instances(self, out, batch, per_instance=False):
-    loss = einops.reduce(self.importance * (batch.abs() - out) ** 2, "batch inst feats -> inst", "mean")
-    return loss if per_instance else loss.mean()
-
-
-def loss_summed_over_batch(self, out, batch, per_instance=False):
-    loss = (self.importance * (batch.abs() - out) ** 2).sum(0).mean(-1)
-    return loss if per_instance else loss.sum()
-
-
-def loss_summed_over_features(self, out, batch, per_instance=False):
-    loss = (self.importance * (batch.abs() - out) ** 2).mean(0).sum(-1)
-    return loss if per_instance else loss.sum()
-
-
-def loss_without_importance(self, out, batch, per_instance=False):
-    loss = einops.reduce((batch.abs() - out) ** 2, "batch inst feats -> inst", "mean")
-    return loss if per_instance else loss.sum()
-
-
-def loss_importance_inside_square(self, out, batch, per_instance=False):
-    loss = einops.reduce((self.importance * (batch.abs() - out)) ** 2, "batch inst feats -> inst", "mean")
-    return loss if per_instance else loss.sum()
-
-
-def loss_absolute_error(self, out, batch, per_instance=False):
-    loss = einops.reduce(self.importance * (batch.abs() - out).abs(), "batch inst feats -> inst", "mean")
-    return loss if per_instance else loss.sum()
-
-
-def loss_ignores_per_instance(self, out, batch, per_instance=False):
-    return einops.reduce(self.importance * (batch.abs() - out) ** 2, "batch inst feats -> inst", "mean").sum()
-
-
-def loss_returns_float(self, out, batch, per_instance=False):
-    loss = einops.reduce(self.importance * (batch.abs() - out) ** 2, "batch inst feats -> inst", "mean")
-    return loss if per_instance else loss.sum().item()
-
-
 LOSS_MISTAKES = [
     Mistake(
         loss_against_x,
@@ -723,26 +497,7 @@ LOSS_MISTAKES = [
         "penalised rather than forgiven.",
     ),
     Mistake(loss_against_relu_of_x, "The target is abs(x), not ReLU(x): negative inputs have targets −x > 0."),
-    Mistake(
-        loss_mean_over_instances,
-        "Sum the per-instance losses, don't average them: each instance is its own model, and averaging would "
-        "divide every instance's gradient by n_inst.",
-    ),
-    Mistake(
-        loss_summed_over_batch,
-        "Average over the batch axis, don't sum it (mean over batch and features, then sum over instances).",
-    ),
-    Mistake(
-        loss_summed_over_features,
-        "Average over the feature axis, don't sum it (mean over batch and features, then sum over instances).",
-    ),
-    Mistake(loss_without_importance, "Weight each feature's squared error by `self.importance`."),
-    Mistake(
-        loss_importance_inside_square, "Multiply the squared error by importance: I·(|x| − y)², not (I·(|x| − y))²."
-    ),
-    Mistake(loss_absolute_error, "Use the squared error (|x| − y)², not the absolute error."),
-    Mistake(loss_ignores_per_instance, HINT_PER_INSTANCE),
-    Mistake(loss_returns_float, HINT_SCALAR),
+    *loss_mistakes(target=t.abs, error="|x| − y"),
 ]
 
 

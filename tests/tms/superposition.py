@@ -4,26 +4,31 @@ Each mistake is a small wrong implementation written the way a learner would wri
 checker gives when it recognises it. The test suite runs every one of them through its check.
 """
 
-import itertools
-from types import SimpleNamespace
-
 import einops
 import torch as t
 import torch.nn.functional as F
 from torch import Tensor
 
-from tests.harness import (
-    CheckFailed,
-    Context,
-    Exercise,
-    Mistake,
-    attempt,
-    expect_close,
-    expect_tensor,
-    mistake_outputs,
-    raised,
+from tests.harness import CheckFailed, Context, Exercise, Mistake, expect_close, expect_tensor
+from tests.stats import FALSE_FAILURE_RATE, hoeffding_radius
+from tests.tms.common import (
+    HINT_FREQUENCY,
+    HINT_FRESH_CALLS,
+    HINT_ONLY_3D,
+    expect_batches,
+    judge_frequency,
+    judge_independence,
+    judge_loss,
+    judge_magnitude_independence,
+    judge_tied_forward,
+    judge_uniform,
+    loss_mistakes,
+    probe_batches,
+    probe_loss,
+    probe_tied_forward,
+    sampler_mistakes,
+    tied_case,
 )
-from tests.stats import FALSE_FAILURE_RATE, binomial_range, dkw_radius, hoeffding_radius
 
 MODULE = "solutions.tms.superposition"
 
@@ -34,34 +39,6 @@ def reference_model(cfg_kwargs: dict, **kwargs) -> t.nn.Module:
     return ToyModel(ToyModelConfig(**cfg_kwargs), **kwargs)
 
 
-def toy_model_config(**fields) -> SimpleNamespace:
-    """The fields of the notebook's ToyModelConfig, without importing `solutions` (probes never do)."""
-    return SimpleNamespace(**{"n_correlated_pairs": 0, "n_anticorrelated_pairs": 0, **fields})
-
-
-def build(cls: type, cfg_kwargs: dict, device: str, **kwargs) -> t.nn.Module:
-    """Instantiate the learner's class the way the notebook does, with a plain message if that fails."""
-    try:
-        return cls(toy_model_config(**cfg_kwargs), device=device, **kwargs)
-    except NotImplementedError:
-        raise
-    except Exception as error:
-        raise CheckFailed(
-            f"could not build {cls.__name__}(cfg, ...): {type(error).__name__}: {error}. "
-            "Keep the __init__ the notebook gives you."
-        ) from None
-
-
-def set_parameter(model: t.nn.Module, name: str, value: Tensor) -> None:
-    param = getattr(model, name, None)
-    if not isinstance(param, Tensor):
-        raise CheckFailed(f"{type(model).__name__} has no tensor attribute `{name}`.")
-    if param.shape != value.shape:
-        raise CheckFailed(f"`{name}` should have shape {tuple(value.shape)}, got {tuple(param.shape)}.")
-    with t.no_grad():
-        param.copy_(value.to(param.device))
-
-
 # ------------------------------------------------------------------------------------------- forward
 
 FORWARD_CFG = dict(n_inst=3, n_features=5, d_hidden=2)
@@ -69,35 +46,11 @@ FORWARD_CFG = dict(n_inst=3, n_features=5, d_hidden=2)
 
 def forward_case(context: Context) -> dict[str, Tensor]:
     """Weights with both signs, non-zero biases, sparse features, and a 4-D input for the `...` axes."""
-    g = context.generator()
-    n_inst, n_features, d_hidden = FORWARD_CFG["n_inst"], FORWARD_CFG["n_features"], FORWARD_CFG["d_hidden"]
-    sparse = lambda *shape: t.rand(shape, generator=g) * (t.rand(shape, generator=g) < 0.6)  # noqa: E731
-    return {
-        "W": t.randn((n_inst, d_hidden, n_features), generator=g),
-        "b_final": t.randn((n_inst, n_features), generator=g) * 0.5,
-        "features": sparse(6, n_inst, n_features),
-        "features_4d": sparse(2, 4, n_inst, n_features),
-    }
+    return tied_case(context, FORWARD_CFG, salt=0, batch=6, batch_4d=(2, 4))
 
 
 def probe_forward(ToyModel: type, context: Context) -> dict:
-    case = forward_case(context)
-    model = build(ToyModel, FORWARD_CFG, context.device)
-    set_parameter(model, "W", case["W"])
-    set_parameter(model, "b_final", case["b_final"])
-    features = case["features"].to(context.device)
-    out = model(features)
-    results = {
-        "out": out,
-        "features_after": features,
-        "out_4d": attempt(lambda: model(case["features_4d"].to(context.device))),
-    }
-    if isinstance(out, Tensor) and out.requires_grad:
-        model.zero_grad()
-        (out * t.linspace(0.5, 1.5, out.numel(), device=out.device).view(out.shape)).sum().backward()
-    results["grad_W"] = model.W.grad
-    results["grad_b_final"] = model.b_final.grad
-    return results
+    return probe_tied_forward(ToyModel, FORWARD_CFG, forward_case(context), context)
 
 
 def forward_without_bias(self, features):
@@ -158,10 +111,6 @@ HINT_NO_GRAD = (
     "No gradient reaches `W` through your output, so the model could never learn. Don't use `.detach()`, "
     "`.data`, `.item()` or `torch.no_grad()` inside forward."
 )
-HINT_ONLY_3D = (
-    "forward must accept any number of leading axes (`features: [... inst feats]`); yours fails on a 4-D input. "
-    "Use `...` in your einsum patterns."
-)
 
 FORWARD_MISTAKES = [
     Mistake(
@@ -191,81 +140,21 @@ FORWARD_MISTAKES = [
 
 
 def verdict_forward(results: dict, context: Context) -> None:
-    case = forward_case(context)
-    model = reference_model(FORWARD_CFG)
-    set_parameter(model, "W", case["W"])
-    set_parameter(model, "b_final", case["b_final"])
-    features = case["features"]
-    shape = tuple(features.shape)
-    got = expect_tensor(results["out"], "forward(features)", shape, "batch inst feats")
-    if not t.equal(results["features_after"], features):
-        raise CheckFailed("forward changed its input `features` in place; compute new tensors instead.")
-    with t.no_grad():
-        outputs, hints = mistake_outputs(FORWARD_MISTAKES, lambda impl: impl(model, features))
-        expect_close(got, model(features), "forward(features)", outputs, hints)
-    if raised(results["out_4d"]) is not None:
-        raise CheckFailed(f"{HINT_ONLY_3D} ({raised(results['out_4d'])})")
-    features_4d = case["features_4d"]
-    got_4d = expect_tensor(
-        results["out_4d"], "forward on a [2, 4, inst, feats] input", tuple(features_4d.shape), "a b inst feats"
-    )
-    with t.no_grad():
-        expect_close(got_4d, model(features_4d), "forward on a [2, 4, inst, feats] input")
-    if results["grad_W"] is None or results["grad_b_final"] is None:
-        raise CheckFailed(HINT_NO_GRAD)
-    out = model(features)
-    (out * t.linspace(0.5, 1.5, out.numel()).view(out.shape)).sum().backward()
-    expect_close(results["grad_W"], model.W.grad, "the gradient of your output with respect to W")
-    expect_close(results["grad_b_final"], model.b_final.grad, "the gradient of your output with respect to b_final")
+    judge_tied_forward(results, reference_model(FORWARD_CFG), forward_case(context), FORWARD_MISTAKES, HINT_NO_GRAD)
 
 
 # ------------------------------------------------------------------------------------ generate_batch
 
 BATCH_CFG = dict(n_inst=4, n_features=6, d_hidden=2)
-BATCH_SIZE = 10_000
-
-
-def batch_probabilities() -> Tensor:
-    """Different per instance and per feature, all away from 0.5 (so p and 1 - p differ) and from 0 and 1."""
-    rows = t.tensor([0.08, 0.2, 0.35, 0.65, 0.8, 0.92])
-    return t.stack([rows.roll(i) for i in range(BATCH_CFG["n_inst"])])
 
 
 def probe_generate_batch(ToyModel: type, context: Context) -> dict:
-    model = build(ToyModel, BATCH_CFG, context.device, feature_probability=batch_probabilities().to(context.device))
-    with t.no_grad():
-        first = model.generate_batch(BATCH_SIZE)
-        small = model.generate_batch(7)
-        small_again = model.generate_batch(7)
-    return {"batch": first, "small": small, "small_again": small_again}
+    return probe_batches(ToyModel, BATCH_CFG, context)
 
 
 def generate_batch_reused_uniform(self, batch_size):
     u = t.rand((batch_size, *self.feature_probability.shape), device=self.feature_probability.device)
     return t.where(u <= self.feature_probability, u, 0.0)
-
-
-def generate_batch_sparsity_for_probability(self, batch_size):
-    shape = (batch_size, *self.feature_probability.shape)
-    return t.where(t.rand(shape) <= 1 - self.feature_probability, t.rand(shape), 0.0)
-
-
-def generate_batch_shared_across_features(self, batch_size):
-    n_inst, n_features = self.feature_probability.shape
-    mask = t.rand((batch_size, n_inst, 1)) <= self.feature_probability
-    return t.where(mask, t.rand((batch_size, n_inst, n_features)), 0.0)
-
-
-def generate_batch_shared_across_instances(self, batch_size):
-    n_inst, n_features = self.feature_probability.shape
-    mask = t.rand((batch_size, 1, n_features)) <= self.feature_probability
-    return t.where(mask, t.rand((batch_size, n_inst, n_features)), 0.0)
-
-
-def generate_batch_same_magnitude_for_all_features(self, batch_size):
-    n_inst, n_features = self.feature_probability.shape
-    mask = t.rand((batch_size, n_inst, n_features)) <= self.feature_probability
-    return t.where(mask, t.rand((batch_size, n_inst, 1)), 0.0)
 
 
 def generate_batch_gaussian_magnitudes(self, batch_size):
@@ -283,53 +172,21 @@ def generate_batch_first_feature_probability(self, batch_size):
     return t.where(t.rand(shape) <= self.feature_probability[:, :1], t.rand(shape), 0.0)
 
 
-def generate_batch_half_batch_repeated(self, batch_size):
-    half = (batch_size + 1) // 2
-    shape = (half, *self.feature_probability.shape)
-    x = t.where(t.rand(shape) <= self.feature_probability, t.rand(shape), 0.0)
-    return t.cat([x, x])[:batch_size]
-
-
-def generate_batch_fixed_seed(self, batch_size):
-    t.manual_seed(0)
-    shape = (batch_size, *self.feature_probability.shape)
-    return t.where(t.rand(shape) <= self.feature_probability, t.rand(shape), 0.0)
-
-
-HINT_FREQUENCY = "Each feature must be present with its own probability `self.feature_probability[inst, feat]`"
 HINT_MAGNITUDE = "Present features need magnitudes uniform on [0, 1] (mean 1/2, variance 1/12), drawn independently of whether they are present"
-HINT_FEATURE_INDEPENDENCE = (
-    "Features must be present independently of each other: draw one random number per (batch, inst, feat) entry"
-)
-HINT_INSTANCE_INDEPENDENCE = (
-    "Instances must get independent data: draw random numbers for the `inst` axis too, not one draw broadcast over it"
-)
-HINT_MAGNITUDE_INDEPENDENCE = "Magnitudes must be drawn independently for every feature, not shared across features"
-HINT_BATCH_INDEPENDENCE = "Rows of the batch must be independent samples; yours repeat each other"
-HINT_FRESH_CALLS = "Two calls returned the same batch: don't reseed the random generator inside generate_batch"
 
 GENERATE_BATCH_MISTAKES = [
     Mistake(generate_batch_reused_uniform, HINT_MAGNITUDE),
-    Mistake(generate_batch_sparsity_for_probability, HINT_FREQUENCY),
-    Mistake(generate_batch_shared_across_features, HINT_FEATURE_INDEPENDENCE),
-    Mistake(generate_batch_shared_across_instances, HINT_INSTANCE_INDEPENDENCE),
-    Mistake(generate_batch_same_magnitude_for_all_features, HINT_MAGNITUDE_INDEPENDENCE),
     Mistake(generate_batch_gaussian_magnitudes, HINT_MAGNITUDE),
     Mistake(generate_batch_constant_magnitude, HINT_MAGNITUDE),
     Mistake(generate_batch_first_feature_probability, HINT_FREQUENCY),
-    Mistake(generate_batch_half_batch_repeated, HINT_BATCH_INDEPENDENCE),
-    Mistake(generate_batch_fixed_seed, HINT_FRESH_CALLS),
+    *sampler_mistakes(magnitudes=t.rand),
 ]
 
 
 def verdict_generate_batch(results: dict, context: Context) -> None:
     """Distribution tests, each at level FALSE_FAILURE_RATE / (number of tests)."""
-    p = batch_probabilities()
+    p, batch, small = expect_batches(results, BATCH_CFG["n_inst"])
     n_inst, n_features = p.shape
-    batch = expect_tensor(
-        results["batch"], f"generate_batch({BATCH_SIZE})", (BATCH_SIZE, n_inst, n_features), "batch inst feats"
-    )
-    small = expect_tensor(results["small"], "generate_batch(7)", (7, n_inst, n_features), "batch inst feats")
     if not t.isfinite(batch).all() or batch.min() < 0 or batch.max() > 1:
         raise CheckFailed(
             f"{HINT_MAGNITUDE}: values must lie in [0, 1]; yours range from {batch.min():.3g} to {batch.max():.3g}."
@@ -338,66 +195,19 @@ def verdict_generate_batch(results: dict, context: Context) -> None:
         raise CheckFailed(HINT_FRESH_CALLS + ".")
 
     present = batch > 0
-    half = BATCH_SIZE // 2
     n_cells = n_inst * n_features
     n_pairs = n_inst * (n_features - 1) + (n_inst - 1) * n_features
     alpha = FALSE_FAILURE_RATE / (3 * n_cells + n_pairs + 3 * n_inst + 1)
-
-    def outside(counts: Tensor, n: int, probs: Tensor) -> list[tuple[int, ...]]:
-        """Indices whose count is outside its Chernoff range (rounded probabilities make the ranges cacheable)."""
-        bad = []
-        for index in itertools.product(*map(range, probs.shape)):
-            lo, hi = binomial_range(n, round(float(probs[index]), 12), alpha)
-            if not lo <= float(counts[index]) / n <= hi:
-                bad.append(index)
-        return bad
-
-    counts = present.sum(0)
-    if bad := outside(counts, BATCH_SIZE, p):
-        i, f = bad[0]
-        raise CheckFailed(
-            f"{HINT_FREQUENCY}: instance {i}, feature {f} has probability {float(p[i, f]):.2f} but was present "
-            f"in {float(counts[i, f]) / BATCH_SIZE:.3f} of {BATCH_SIZE} samples."
-        )
-    halves = (present[:half] & present[half : 2 * half]).sum(0)
-    neighbours = (present[0::2][:half] & present[1::2][:half]).sum(0)
-    for name, together in [("the two halves of the batch", halves), ("neighbouring rows", neighbours)]:
-        if bad := outside(together, half, p * p):
-            raise CheckFailed(
-                f"{HINT_BATCH_INDEPENDENCE} (instance {bad[0][0]}, feature {bad[0][1]}, comparing {name})."
-            )
-
-    for hint, together, expected in [
-        (HINT_FEATURE_INDEPENDENCE, (present[:, :, :-1] & present[:, :, 1:]).sum(0), p[:, :-1] * p[:, 1:]),
-        (HINT_INSTANCE_INDEPENDENCE, (present[:, :-1] & present[:, 1:]).sum(0), p[:-1] * p[1:]),
-    ]:
-        if bad := outside(together, BATCH_SIZE, expected):
-            index = bad[0]
-            raise CheckFailed(
-                f"{hint}. Two entries (pair {index}) were present together in {float(together[index]) / BATCH_SIZE:.4f} "
-                f"of samples; independent draws would give {float(expected[index]):.4f}."
-            )
-
+    judge_frequency(present, p, alpha)
+    judge_independence(present, p, alpha)
     for i in range(n_inst):
         values = batch[:, i][present[:, i]]
         n = values.numel()
         mean, var = values.mean(), ((values - 0.5) ** 2).mean()
         if abs(mean - 0.5) > hoeffding_radius(n, 1.0, alpha) or abs(var - 1 / 12) > hoeffding_radius(n, 0.25, alpha):
             raise CheckFailed(f"{HINT_MAGNITUDE}. In instance {i} yours have mean {mean:.3f} and variance {var:.4f}.")
-        # Kolmogorov–Smirnov distance to U[0, 1] at 10,000 grid points: never more than the exact statistic, so
-        # the DKW bound still caps the false-failure rate, and far cheaper than sorting.
-        cdf = t.histc(values, bins=10_000, min=0, max=1).cumsum(0) / n
-        ks_distance = (cdf - t.linspace(1e-4, 1, 10_000)).abs().max()
-        if ks_distance > dkw_radius(n, alpha):
-            raise CheckFailed(
-                f"{HINT_MAGNITUDE}. In instance {i} they are not uniform (KS distance {ks_distance:.3f})."
-            )
-
-    # Magnitudes of two features present together must be uncorrelated: E[(m₁ − ½)(m₂ − ½)] = 0, each term in [−¼, ¼].
-    both = present[:, :, :-1] & present[:, :, 1:]
-    products = ((batch[:, :, :-1] - 0.5) * (batch[:, :, 1:] - 0.5))[both]
-    if products.numel() and abs(products.mean()) > hoeffding_radius(products.numel(), 0.5, alpha):
-        raise CheckFailed(f"{HINT_MAGNITUDE_INDEPENDENCE}: magnitudes of features present together are correlated.")
+        judge_uniform(values, 0.0, 1.0, alpha, HINT_MAGNITUDE, i)
+    judge_magnitude_independence(batch, present, centre=0.5, width=0.5, alpha=alpha)  # (m₁ − ½)(m₂ − ½) ∈ [−¼, ¼]
 
 
 # ------------------------------------------------------------------------------------ calculate_loss
@@ -416,47 +226,7 @@ def loss_case(context: Context) -> dict[str, Tensor]:
 
 
 def probe_calculate_loss(ToyModel: type, context: Context) -> dict:
-    case = loss_case(context)
-    model = build(ToyModel, LOSS_CFG, context.device, importance=case["importance"].to(context.device))
-    out = case["out"].to(context.device).requires_grad_(True)
-    batch = case["batch"].to(context.device)
-    loss = model.calculate_loss(out, batch)
-    results = {"loss": loss, "out_after": out.detach(), "batch_after": batch}
-    if isinstance(loss, Tensor) and loss.requires_grad and loss.numel() == 1:
-        loss.backward()
-        results["grad_out"] = out.grad
-    results["per_instance"] = attempt(lambda: model.calculate_loss(out.detach(), batch, per_instance=True))
-    return results
-
-
-def loss_mean_over_instances(self, out, batch, per_instance=False):
-    loss = einops.reduce(self.importance * (batch - out) ** 2, "batch inst feats -> inst", "mean")
-    return loss if per_instance else loss.mean()
-
-
-def loss_summed_over_batch(self, out, batch, per_instance=False):
-    loss = (self.importance * (batch - out) ** 2).sum(0).mean(-1)
-    return loss if per_instance else loss.sum()
-
-
-def loss_summed_over_features(self, out, batch, per_instance=False):
-    loss = (self.importance * (batch - out) ** 2).mean(0).sum(-1)
-    return loss if per_instance else loss.sum()
-
-
-def loss_without_importance(self, out, batch, per_instance=False):
-    loss = einops.reduce((batch - out) ** 2, "batch inst feats -> inst", "mean")
-    return loss if per_instance else loss.sum()
-
-
-def loss_importance_inside_square(self, out, batch, per_instance=False):
-    loss = einops.reduce((self.importance * (batch - out)) ** 2, "batch inst feats -> inst", "mean")
-    return loss if per_instance else loss.sum()
-
-
-def loss_absolute_error(self, out, batch, per_instance=False):
-    loss = einops.reduce(self.importance * (batch - out).abs(), "batch inst feats -> inst", "mean")
-    return loss if per_instance else loss.sum()
+    return probe_loss(ToyModel, LOSS_CFG, loss_case(context), context)
 
 
 def loss_root_mean_square(self, out, batch, per_instance=False):
@@ -464,37 +234,9 @@ def loss_root_mean_square(self, out, batch, per_instance=False):
     return loss if per_instance else loss.sum()
 
 
-def loss_ignores_per_instance(self, out, batch, per_instance=False):
-    return einops.reduce(self.importance * (batch - out) ** 2, "batch inst feats -> inst", "mean").sum()
-
-
-def loss_returns_float(self, out, batch, per_instance=False):
-    loss = einops.reduce(self.importance * (batch - out) ** 2, "batch inst feats -> inst", "mean")
-    return loss if per_instance else loss.sum().item()
-
-
-HINT_SCALAR = "calculate_loss must return a 0-dimensional tensor that still has its gradient: don't call `.item()` or `float()` on it"
-HINT_PER_INSTANCE = "With `per_instance=True`, return one loss per instance, shape (inst,), not their sum"
-
 LOSS_MISTAKES = [
-    Mistake(
-        loss_mean_over_instances,
-        "Sum the per-instance losses, don't average them: each instance is its own model, and averaging would divide every instance's gradient by n_inst.",
-    ),
-    Mistake(
-        loss_summed_over_batch,
-        "Average over the batch axis, don't sum it (mean over batch and features, then sum over instances).",
-    ),
-    Mistake(
-        loss_summed_over_features,
-        "Average over the feature axis, don't sum it (mean over batch and features, then sum over instances).",
-    ),
-    Mistake(loss_without_importance, "Weight each feature's squared error by `self.importance`."),
-    Mistake(loss_importance_inside_square, "Multiply the squared error by importance: I·(x − x')², not (I·(x − x'))²."),
-    Mistake(loss_absolute_error, "Use the squared error (x − x')², not the absolute error."),
+    *loss_mistakes(target=lambda batch: batch, error="x − x'"),
     Mistake(loss_root_mean_square, "Don't take a square root: the loss is the mean squared error itself."),
-    Mistake(loss_ignores_per_instance, HINT_PER_INSTANCE),
-    Mistake(loss_returns_float, HINT_SCALAR),
 ]
 
 
@@ -502,34 +244,6 @@ def verdict_calculate_loss(results: dict, context: Context) -> None:
     case = loss_case(context)
     model = reference_model(LOSS_CFG, importance=case["importance"])
     judge_loss(results, model, case["out"], case["batch"], LOSS_MISTAKES)
-
-
-def judge_loss(results: dict, model: t.nn.Module, out: Tensor, batch: Tensor, mistakes: list[Mistake]) -> None:
-    """The verdict on a `calculate_loss(out, batch, per_instance=False)` exercise, given the reference model it is
-    compared with (section 4's NeuronComputationModel uses it too): a scalar with a gradient, inputs untouched,
-    the right value, and one loss per instance with `per_instance=True`."""
-    loss = results["loss"]
-    if not isinstance(loss, Tensor) or loss.numel() != 1 or loss.dim() != 0:
-        if isinstance(loss, float | int) or (isinstance(loss, Tensor) and loss.numel() == 1):
-            raise CheckFailed(HINT_SCALAR + ".")
-        shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
-        raise CheckFailed(f"calculate_loss(out, batch) should return a scalar (shape ()), got {shape}.")
-    if not (t.equal(results["out_after"], out) and t.equal(results["batch_after"], batch)):
-        raise CheckFailed("calculate_loss changed `out` or `batch` in place; compute new tensors instead.")
-    outputs, hints = mistake_outputs(mistakes, lambda impl: t.as_tensor(impl(model, out, batch)))
-    expect_close(loss, model.calculate_loss(out, batch), "calculate_loss(out, batch)", outputs, hints)
-    if results.get("grad_out") is None:
-        raise CheckFailed(HINT_SCALAR + ".")
-    per_instance = results["per_instance"]
-    if (message := raised(per_instance)) is not None:
-        raise CheckFailed(f"calculate_loss(out, batch, per_instance=True) raised {message}. {HINT_PER_INSTANCE}.")
-    if isinstance(per_instance, Tensor) and per_instance.dim() == 0:
-        raise CheckFailed(HINT_PER_INSTANCE + ".")
-    n_inst = out.shape[1]
-    got = expect_tensor(per_instance, "calculate_loss(out, batch, per_instance=True)", (n_inst,), "inst")
-    outputs, hints = mistake_outputs(mistakes, lambda impl: t.as_tensor(impl(model, out, batch, per_instance=True)))
-    expected = model.calculate_loss(out, batch, per_instance=True)
-    expect_close(got, expected, "calculate_loss(..., per_instance=True)", outputs, hints)
 
 
 # ------------------------------------------------------------------------------- superposition_stats
