@@ -114,7 +114,6 @@ BOUNDARY_GAP = 0.2
 LOCAL_MINIMUM_MARGIN = 0.02
 
 
-@t.no_grad()
 def expected_loss(
     W: Float[Tensor, "inst 1 2"],
     b_final: Float[Tensor, "inst 2"],
@@ -127,19 +126,8 @@ def expected_loss(
     Conditioning on which features are present leaves integrals over one or two uniform magnitudes, computed with
     the midpoint rule on `n_points` (per axis) points. A loss measured on a random batch is useless for sparse
     models: at p = 0.01 a batch of 65,536 holds about 7 samples with both features present, and those decide
-    between superposition and the rest.
+    between superposition and the rest. Computed in float64 on the CPU, with gradients (see `optimal_model`).
     """
-    return differentiable_expected_loss(W, b_final, importance, feature_probability, n_points).float()
-
-
-def differentiable_expected_loss(
-    W: Float[Tensor, "inst 1 2"],
-    b_final: Float[Tensor, "inst 2"],
-    importance: Float[Tensor, "inst 2"],
-    feature_probability: Float[Tensor, " inst"],
-    n_points: int = 256,
-) -> Float[Tensor, " inst"]:
-    """`expected_loss` in float64, with gradients, for finding the exact optimum of a phase (`optimal_model`)."""
     w, b = W[:, 0, :].double().cpu(), b_final.double().cpu()
     importance, p = importance.double().cpu(), feature_probability.double().cpu()
     gram = einops.einsum(w, w, "inst i, inst j -> inst i j")
@@ -181,7 +169,7 @@ def optimal_model(
 
         def closure() -> Tensor:
             optimizer.zero_grad()
-            loss = differentiable_expected_loss(w, b, importance[inst : inst + 1], feature_probability[inst : inst + 1])
+            loss = expected_loss(w, b, importance[inst : inst + 1], feature_probability[inst : inst + 1])
             loss.sum().backward()
             return loss.sum()
 
@@ -221,7 +209,8 @@ def train_phase_grid(grid: PhaseGrid = PHASE_GRID, device: t.device | str | None
     cfg = ToyModelConfig(n_inst=grid.n_inst, n_features=2, d_hidden=1)
     model = ToyModel(cfg, feature_probability=grid.feature_probability(), importance=grid.importance(), device=device)
     history = model.optimize(batch_size=grid.batch_size, steps=grid.steps, lr=grid.lr, lr_scale=grid.lr_scale)
-    loss = expected_loss(model.W, model.b_final, model.importance, model.feature_probability[:, 0])
+    with t.no_grad():
+        loss = expected_loss(model.W, model.b_final, model.importance, model.feature_probability[:, 0]).float()
     return PhaseGridResult(grid, model, history, loss, best_of_n(loss, grid.n_seeds))
 
 
