@@ -419,12 +419,9 @@ def test_tampering_inside_the_child_earns_nothing_for_wrong_code(graded):
     for submission in ("tamper_patch.ipynb", "tamper_forge.ipynb"):
         report = graded["json"][submission]["exercises"]
         assert report["tms.forward"]["points"] == 0 and report["tms.forward"]["status"] in ("fail", "error")
-    assert graded["json"]["tamper_patch.ipynb"]["exercises"]["tms.generate_batch"]["status"] == "pass"
-    # Known race (seen once, under load ≈10): frames forged during forward's probe can be read after the child has
-    # moved on, and the next exercise then takes the blame ("error"). What must always hold is that no forged
-    # result earns a point; an innocent exercise of the forging submission may lose its own.
-    forged = graded["json"]["tamper_forge.ipynb"]["exercises"]
-    assert all(e["status"] in ("pass", "error") for i, e in forged.items() if i in TOY_MODEL - {"tms.forward"})
+        # the rest of the submission still counts (until the grader stopped running the notebook's training cells,
+        # whose every forward call forged frames too, an innocent exercise could lose its points under load)
+        assert {report[i]["status"] for i in TOY_MODEL - {"tms.forward"}} == {"pass"}, report
     assert "b_final" in graded["json"]["tamper_patch.ipynb"]["exercises"]["tms.forward"]["message"]
 
 
@@ -508,6 +505,19 @@ def test_extraction_keeps_imports_and_needed_definitions_only():
     plan = plan_notebook(cells, {"answer", "missing_symbol"})
     assert plan.chunks == [(0, 0), (1, 0), (2, 0), (3, 0), (5, 0)]  # x, UNUSED, the call and the loop never run
     assert plan.binders == {"answer": [(3, 0), (5, 0)]}
+
+
+def test_local_variables_do_not_pull_in_globals_of_the_same_name():
+    # The solutions notebooks have `sweep = train_sweep(...)` and `norms = ...` cells, and exercises with local
+    # variables of those names: only the globals an exercise really reads may run, never the training.
+    cells = cells_of(
+        "import torch as t\nsweep = train_for_minutes()\nnorms = sweep.W.norm()\nK = 3",
+        "class Model:\n    def stats(self, W):\n        norms = W.norm(dim=1)\n        return [n * K for n in norms]",
+        "def helper(sweep):\n    return sweep",
+        "def answer(v):\n    def inner(norms):\n        return helper(norms)\n    return inner(v)",
+    )
+    plan = plan_notebook(cells, {"Model", "answer"})
+    assert plan.chunks == [(0, 0), (0, 3), (1, 0), (2, 0), (3, 0)]  # the training and `norms` never run
 
 
 def test_names_reused_after_the_last_exercise_do_not_change_what_is_graded():

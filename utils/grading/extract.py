@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import symtable
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,8 +120,23 @@ def bound_names(node: ast.stmt) -> set[str]:
 
 
 def used_names(node: ast.stmt) -> set[str]:
-    """Every name the statement mentions, in its body, decorators, defaults and annotations."""
-    return {child.id for child in ast.walk(node) if isinstance(child, ast.Name)}
+    """The global names the statement reads: in its body, decorators, defaults and annotations, but not the local
+    variables of the functions and classes it defines. A learner's `def stats(W): norms = W.norm(dim=1)` does not
+    need the notebook's global `norms = ...` (nor the training loop that global is computed from)."""
+    try:
+        with PARSING:
+            table = symtable.symtable(ast.unparse(node), "<statement>", "exec")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # never seen; keep more rather than fail
+        return {child.id for child in ast.walk(node) if isinstance(child, ast.Name)}
+    names, pending = set(), [table]
+    while pending:
+        scope = pending.pop()
+        pending.extend(scope.get_children())
+        top = scope.get_type() == "module"  # a str before Python 3.13, a StrEnum since
+        for symbol in scope.get_symbols():
+            if symbol.is_referenced() and (top or symbol.is_global()):
+                names.add(symbol.get_name())
+    return names
 
 
 def statements(cells: list[tuple[int, str]], notes: list[str]) -> tuple[list[Statement], dict[int, str]]:
