@@ -37,11 +37,22 @@ class SeedGrid:
     """Settings × seeds packed as the instances of one model; the sweeps below are frozen dataclasses built on it.
 
     Instance `setting * n_seeds + seed` has feature probability `feature_probabilities[setting]`. A subclass has the
-    fields `feature_probabilities` and `n_seeds` and says how to build its model: `config()` and `importance()`.
+    fields below (what `train_sweep` reads) and says how to build its model: `config()` and `importance()`.
     """
 
     feature_probabilities: tuple[float, ...]
     n_seeds: int
+    steps: int
+    batch_size: int
+    lr: float
+    lr_scale: Callable[[int, int], float]
+    seed: int
+
+    def config(self) -> ToyModelConfig:
+        raise NotImplementedError
+
+    def importance(self) -> Float[Tensor, " feats"]:
+        raise NotImplementedError
 
     @property
     def n_settings(self) -> int:
