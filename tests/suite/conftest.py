@@ -1,9 +1,11 @@
-"""Shared fixtures: headless progress bars, and the code cells of a generated notebook as a namespace."""
+"""Shared fixtures: headless progress bars, the code cells of a generated notebook as a namespace, and `no_show`."""
 
 import ast
 import json
 import os
 from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("COURSE_HEADLESS", "1")
@@ -27,3 +29,17 @@ def notebook_namespace(path: Path, roles: tuple[str, ...] = ("given", "exercise"
             imports = [node for node in ast.parse(source).body if isinstance(node, ast.Import | ast.ImportFrom)]
             exec(compile(ast.Module(body=imports, type_ignores=[]), f"<{path.name}>", "exec"), namespace)
     return namespace
+
+
+@pytest.fixture(scope="module")
+def no_show():
+    """`Figure.show` booby-trapped for a whole module: plot functions only return figures, the notebook shows them.
+    Plot test modules ask for it with `pytestmark = pytest.mark.usefixtures("no_show")`."""
+    import plotly.graph_objects as go
+
+    def show(*args, **kwargs):
+        raise AssertionError("plot functions return figures; the notebook shows them")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(go.Figure, "show", show)
+        yield

@@ -1,23 +1,12 @@
 """The plots of chapter 1, section 3 show the right data: every test reads the figure's data, never its pixels."""
 
 import numpy as np
-import plotly.graph_objects as go
 import pytest
 import torch as t
 
 from utils.plots import correlated as plots
 
-
-@pytest.fixture(scope="module", autouse=True)
-def no_show():
-    """Plot functions only return figures: `Figure.show` is booby-trapped for the whole module."""
-
-    def show(*args, **kwargs):
-        raise AssertionError("plot functions return figures; the notebook shows them")
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(go.Figure, "show", show)
-        yield
+pytestmark = pytest.mark.usefixtures("no_show")  # plot functions return figures; never show
 
 
 def test_pairs_share_a_colour_and_kinds_differ():

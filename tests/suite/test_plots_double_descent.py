@@ -1,23 +1,14 @@
 """The plots of chapter 1, section 6 show the right data: every test reads the figure's data, never its pixels."""
 
 import numpy as np
-import plotly.graph_objects as go
 import pytest
 import torch as t
 
 from utils.plots import double_descent as plots
 
+pytestmark = pytest.mark.usefixtures("no_show")  # plot functions return figures; never show
+
 SIZES = (3, 10, 100, 1000)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def no_show():
-    def show(*args, **kwargs):
-        raise AssertionError("plot functions return figures; the notebook shows them")
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(go.Figure, "show", show)
-        yield
 
 
 def values(size_by_seed: tuple[int, int], seed: int) -> t.Tensor:

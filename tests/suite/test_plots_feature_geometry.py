@@ -11,17 +11,7 @@ import torch as t
 from solutions.tms.feature_geometry import STICKY_FRACTIONS, capacity, compute_dimensionality, dimensions_per_feature
 from utils.plots import feature_geometry as plots
 
-
-@pytest.fixture(scope="module", autouse=True)
-def no_show():
-    """Every figure in this module is built with `Figure.show` booby-trapped: plot functions only return figures."""
-
-    def show(*args, **kwargs):
-        raise AssertionError("plot functions return figures; the notebook shows them")
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(go.Figure, "show", show)
-        yield
+pytestmark = pytest.mark.usefixtures("no_show")  # plot functions return figures; never show
 
 
 P = t.tensor([1.0, 0.5, 0.25, 0.1, 0.05])

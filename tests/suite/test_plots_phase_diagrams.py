@@ -1,14 +1,13 @@
 """The phase-diagram plots show exactly the data they are given (tested on figure data, never on pixels)."""
 
-import importlib
-import os
-
 import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch as t
 
 from utils.plots import phase_diagrams as plots
+
+pytestmark = pytest.mark.usefixtures("no_show")  # plot functions return figures; never show
 
 RATIO = t.tensor([0.1, 0.5, 2.0, 10.0])
 DENSITY = t.tensor([1.0, 0.2, 0.01])
@@ -94,14 +93,3 @@ def test_candidate_losses_one_line_per_candidate_and_the_lowest_marked():
     assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
     with pytest.raises(ValueError, match="losses"):
         plots.plot_candidate_losses(density, losses[:, :2], importance_ratio=0.5)
-
-
-def test_import_does_no_work(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    rng_before = t.random.get_rng_state()
-    importlib.reload(plots)
-    assert t.equal(t.random.get_rng_state(), rng_before)
-    assert capsys.readouterr() == ("", "")
-    assert os.listdir(tmp_path) == []
-    made = [name for name, value in vars(plots).items() if isinstance(value, go.Figure | t.Tensor | np.ndarray)]
-    assert made == [], f"module-level objects built at import: {made}"

@@ -7,15 +7,7 @@ import torch as t
 
 from utils.plots import privileged_basis as plots
 
-
-@pytest.fixture(scope="module", autouse=True)
-def no_show():
-    def show(*args, **kwargs):
-        raise AssertionError("plot functions return figures; the notebook shows them")
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(go.Figure, "show", show)
-        yield
+pytestmark = pytest.mark.usefixtures("no_show")  # plot functions return figures; never show
 
 
 def W_example() -> t.Tensor:

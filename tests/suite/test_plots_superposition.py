@@ -4,9 +4,6 @@ Figures are built once per module from small seeded tensors (no training), becau
 the cost of these tests.
 """
 
-import importlib
-import os
-
 import einops
 import numpy as np
 import plotly.graph_objects as go
@@ -16,17 +13,7 @@ import torch as t
 from solutions.tms.superposition import ToyModel, ToyModelConfig
 from utils.plots import superposition as plots
 
-
-@pytest.fixture(scope="module", autouse=True)
-def no_show():
-    """Every figure in this module is built with `Figure.show` booby-trapped: plot functions only return figures."""
-
-    def show(*args, **kwargs):
-        raise AssertionError("plot functions return figures; the notebook shows them")
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(go.Figure, "show", show)
-        yield
+pytestmark = pytest.mark.usefixtures("no_show")  # plot functions return figures; never show
 
 
 def random_W(n_inst: int, d_hidden: int, n_feats: int, seed: int = 0, scale: float = 1.0) -> t.Tensor:
@@ -286,14 +273,3 @@ def test_loss_curves_one_log_scale_line_per_instance():
 
 
 # -------------------------------------------------------------------------------------- side effects
-
-
-def test_import_does_no_work(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    rng_before = t.random.get_rng_state()
-    importlib.reload(plots)
-    assert t.equal(t.random.get_rng_state(), rng_before)
-    assert capsys.readouterr() == ("", "")
-    assert os.listdir(tmp_path) == []
-    made = [name for name, value in vars(plots).items() if isinstance(value, go.Figure | t.Tensor | np.ndarray)]
-    assert made == [], f"module-level objects built at import: {made}"
