@@ -81,11 +81,9 @@ class NaiveToyModel(ToyModel):
         self,
         out: Float[Tensor, "batch inst feats"],
         batch: Float[Tensor, "batch inst feats"],
-        per_instance: bool = False,
-    ) -> Float[Tensor, ""] | Float[Tensor, " inst"]:
+    ) -> Float[Tensor, ""]:
         error = self.importance * (batch - out) ** 2
-        loss = einops.reduce(error, "batch inst feats -> inst", "mean")
-        return loss if per_instance else loss.sum()
+        return einops.reduce(error, "batch inst feats -> inst", "mean").sum()
 
 
 def naive_train(model: ToyModel, steps: int, batch_size: int) -> list[float]:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch as t
+from jaxtyping import Float
 from torch import Tensor, nn
 
 # Below this many elements per batch a second CPU thread costs more in synchronisation than it saves. Measured
@@ -115,6 +116,38 @@ def adamw(params: list[nn.Parameter], lr: float, weight_decay: float) -> Callabl
     return update_fused
 
 
+def per_instance_loss(
+    model: nn.Module, out: Float[Tensor, "batch inst feats"], batch: Float[Tensor, "batch inst feats"]
+) -> Float[Tensor, " inst"]:
+    """Each instance's term of `model.calculate_loss(out, batch)`, a scalar summed over instances, however written.
+
+    The loss is importance-weighted, L = Σ_i Σ_f I_if e_if, so it is linear in the importances and each instance's
+    term is L_i = Σ_f I_if ∂L/∂I_if (Euler's theorem for homogeneous functions): one backward pass splits it. If no
+    gradient reaches the importances (a loss that detaches them), linearity still gives each term as L minus the loss
+    with that instance's importances set to 0, one call per instance. Nothing flows back into `out`.
+    """
+    importance = model.importance
+    out = out.detach()
+    weights = importance.detach().clone().requires_grad_(True)
+    try:
+        model.importance = weights
+        with t.enable_grad():
+            loss = model.calculate_loss(out, batch)
+            (grad,) = t.autograd.grad(loss, weights, allow_unused=True) if loss.requires_grad else (None,)
+        if grad is not None:
+            return (grad * weights).sum(-1).detach()
+        terms = []
+        with t.no_grad():
+            for i in range(weights.shape[0]):
+                without_i = importance.detach().clone()
+                without_i[i] = 0
+                model.importance = without_i
+                terms.append(loss.detach() - model.calculate_loss(out, batch))
+        return t.stack(terms)
+    finally:
+        model.importance = importance
+
+
 def train(
     model: nn.Module,
     batch_size: int,
@@ -124,7 +157,7 @@ def train(
     lr_scale: Callable[[int, int], float],
     weight_decay: float,
 ) -> dict[str, Tensor]:
-    """Train a model that has `generate_batch`, `forward` and `calculate_loss(out, batch, per_instance=True)`.
+    """Train a model that has `generate_batch`, `forward` and `calculate_loss(out, batch) -> scalar`.
 
     Returns {"step": [n_logs], "loss": [n_logs, inst]}: the loss of every instance on the batch of each
     logged step (and of the last step), on the CPU.
@@ -140,13 +173,14 @@ def train(
         next_log = 0
         for step in range(steps):
             batch = model.generate_batch(batch_size)
-            loss_per_instance = model.calculate_loss(model(batch), batch, per_instance=True)
+            out = model(batch)
+            loss = model.calculate_loss(out, batch)
             for param in params:  # what optimizer.zero_grad() does, without its ~50 µs of bookkeeping
                 param.grad = None
-            loss_per_instance.sum().backward()
+            loss.backward()
             update(lr * lr_scale(step, steps))
             if step == log_steps[next_log]:
-                losses[next_log] = loss_per_instance.detach()
+                losses[next_log] = per_instance_loss(model, out, batch)
                 next_log += 1
                 if not bar.disable:
                     bar.set_postfix(loss=f"{losses[next_log - 1].mean().item():.3g}", refresh=False)

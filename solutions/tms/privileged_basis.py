@@ -75,15 +75,11 @@ class NeuronComputationModel(superposition.ToyModel):
         self,
         out: Float[Tensor, "batch inst feats"],
         batch: Float[Tensor, "batch inst feats"],
-        per_instance: bool = False,
-    ) -> Float[Tensor, ""] | Float[Tensor, " inst"]:
-        """Importance-weighted squared error against the target abs(x), averaged over batch and features.
-
-        Returns the sum over instances, or the loss of each instance when `per_instance` is True.
-        """
+    ) -> Float[Tensor, ""]:
+        """Importance-weighted squared error against the target abs(x), averaged over batch and features, summed
+        over instances."""
         squared_error = (out - batch.abs()) ** 2
-        loss = einops.reduce(self.importance * squared_error, "batch inst feats -> inst", "mean")
-        return loss if per_instance else loss.sum()
+        return einops.reduce(self.importance * squared_error, "batch inst feats -> inst", "mean").sum()
 
 
 # ----------------------------------------------------------------------------- experiments and measurements

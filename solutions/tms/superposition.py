@@ -48,7 +48,9 @@ class ToyModel(nn.Module):
     """`n_inst` toy models trained at once: each instance has its own weights, sparsity and importance.
 
     The model compresses a feature vector x into d_hidden dimensions with h = W x, and reconstructs it with
-    x' = ReLU(Wᵀ h + b_final), using the same W both ways.
+    x' = ReLU(Wᵀ h + b_final), using the same W both ways. `feature_probability` and `importance` (a float, int or
+    tensor, broadcast to [inst, feats]) default to 1: every feature always present, all equally important. (ARENA's
+    ToyModel defaults to a feature probability of 0.01; pass it explicitly when porting code that relies on that.)
     """
 
     W: Float[Tensor, "inst d_hidden feats"]
@@ -66,8 +68,8 @@ class ToyModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         shape = (cfg.n_inst, cfg.n_features)
-        self.register_buffer("feature_probability", per_instance(feature_probability, *shape, device))
-        self.register_buffer("importance", per_instance(importance, *shape, device))
+        self.register_buffer("feature_probability", per_instance(feature_probability, *shape, device), persistent=False)
+        self.register_buffer("importance", per_instance(importance, *shape, device), persistent=False)
         # Xavier-normal per instance, so that an instance starts the same whether it is trained alone or beside
         # others (initialising the whole 3-D tensor would make the scale depend on n_inst).
         std = (2 / (cfg.d_hidden + cfg.n_features)) ** 0.5
@@ -96,20 +98,17 @@ class ToyModel(nn.Module):
         self,
         out: Float[Tensor, "batch inst feats"],
         batch: Float[Tensor, "batch inst feats"],
-        per_instance: bool = False,
-    ) -> Float[Tensor, ""] | Float[Tensor, " inst"]:
-        """Importance-weighted squared error, averaged over batch and features.
+    ) -> Float[Tensor, ""]:
+        """Importance-weighted squared error, averaged over batch and features, summed over instances.
 
-        Returns the sum over instances (what we train on: instances never interact, so minimising the sum
-        minimises each of them), or the loss of each instance when `per_instance` is True.
+        A sum, because instances never interact: minimising the sum minimises each of them.
         """
         # Importance is the same for every sample, so we average the squared error over the batch first and weight
         # it afterwards. Written this way, backward is cheap too: a sum's gradient is a free broadcast (a mean's is a
         # new batch-sized tensor), and `out - batch` needs no negation (`batch - out` would).
         squared_error = (out - batch) ** 2
         per_feature = einops.reduce(squared_error, "batch inst feats -> inst feats", "sum") / batch.shape[0]
-        loss = einops.reduce(self.importance * per_feature, "inst feats -> inst", "mean")
-        return loss if per_instance else loss.sum()
+        return einops.reduce(self.importance * per_feature, "inst feats -> inst", "mean").sum()
 
     def optimize(
         self,

@@ -15,6 +15,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from solutions.tms.superposition import ToyModel, ToyModelConfig
+from utils.training import per_instance_loss
 
 # A feature counts as represented when ‖W_i‖ > 0.9 and as not represented when ‖W_i‖ < 0.1. Never test ‖W_i‖ ≈ 1:
 # features in superposition grow past 1 (≈1.16 in the pentagon) so that the negative bias can filter interference.
@@ -194,7 +195,7 @@ def evaluate_loss(model: ToyModel, batch_size: int = 1 << 16, seed: int = 0) -> 
         total = t.zeros(model.cfg.n_inst, device=device)
         for _ in range(batch_size // chunk):
             batch = model.generate_batch(chunk)[:, first_alike]
-            total += model.calculate_loss(model(batch), batch, per_instance=True)
+            total += per_instance_loss(model, model(batch), batch)
     return total / (batch_size // chunk)
 
 

@@ -297,11 +297,13 @@ def judge_magnitude_independence(batch: Tensor, present: Tensor, centre: float, 
 # -------------------------------------------------------------------------------------- calculate_loss
 
 HINT_SCALAR = "calculate_loss must return a 0-dimensional tensor that still has its gradient: don't call `.item()` or `float()` on it"
-HINT_PER_INSTANCE = "With `per_instance=True`, return one loss per instance, shape (inst,), not their sum"
+HINT_SUM_INSTANCES = (
+    "calculate_loss returns one number: sum the per-instance losses (shape ()), don't return one loss per instance"
+)
 
 
 def probe_loss(cls: type, cfg: dict, case: dict[str, Tensor], context: Context) -> dict:
-    """The learner's loss on the case's `out` and `batch`, its gradient, and the loss per instance."""
+    """The learner's loss on the case's `out` and `batch`, and its gradient."""
     model = build(cls, cfg, context.device, importance=case["importance"].to(context.device))
     out = case["out"].to(context.device).requires_grad_(True)
     batch = case["batch"].to(context.device)
@@ -310,7 +312,6 @@ def probe_loss(cls: type, cfg: dict, case: dict[str, Tensor], context: Context) 
     if isinstance(loss, Tensor) and loss.requires_grad and loss.numel() == 1:
         loss.backward()
         results["grad_out"] = out.grad
-    results["per_instance"] = attempt(lambda: model.calculate_loss(out.detach(), batch, per_instance=True))
     return results
 
 
@@ -318,36 +319,31 @@ def loss_mistakes(target: Callable[[Tensor], Tensor], error: str) -> list[Mistak
     """The mistakes of any `calculate_loss` that weights the squared error of `out` against `target(batch)` (written
     `error` in the hints) by importance, with their hints."""
 
-    def loss_mean_over_instances(self, out, batch, per_instance=False):
-        loss = einops.reduce(self.importance * (target(batch) - out) ** 2, "batch inst feats -> inst", "mean")
-        return loss if per_instance else loss.mean()
+    def loss_mean_over_instances(self, out, batch):
+        return einops.reduce(self.importance * (target(batch) - out) ** 2, "batch inst feats -> inst", "mean").mean()
 
-    def loss_summed_over_batch(self, out, batch, per_instance=False):
-        loss = (self.importance * (target(batch) - out) ** 2).sum(0).mean(-1)
-        return loss if per_instance else loss.sum()
+    def loss_summed_over_batch(self, out, batch):
+        return (self.importance * (target(batch) - out) ** 2).sum(0).mean(-1).sum()
 
-    def loss_summed_over_features(self, out, batch, per_instance=False):
-        loss = (self.importance * (target(batch) - out) ** 2).mean(0).sum(-1)
-        return loss if per_instance else loss.sum()
+    def loss_summed_over_features(self, out, batch):
+        return (self.importance * (target(batch) - out) ** 2).mean(0).sum(-1).sum()
 
-    def loss_without_importance(self, out, batch, per_instance=False):
-        loss = einops.reduce((target(batch) - out) ** 2, "batch inst feats -> inst", "mean")
-        return loss if per_instance else loss.sum()
+    def loss_without_importance(self, out, batch):
+        return einops.reduce((target(batch) - out) ** 2, "batch inst feats -> inst", "mean").sum()
 
-    def loss_importance_inside_square(self, out, batch, per_instance=False):
-        loss = einops.reduce((self.importance * (target(batch) - out)) ** 2, "batch inst feats -> inst", "mean")
-        return loss if per_instance else loss.sum()
+    def loss_importance_inside_square(self, out, batch):
+        return einops.reduce((self.importance * (target(batch) - out)) ** 2, "batch inst feats -> inst", "mean").sum()
 
-    def loss_absolute_error(self, out, batch, per_instance=False):
-        loss = einops.reduce(self.importance * (target(batch) - out).abs(), "batch inst feats -> inst", "mean")
-        return loss if per_instance else loss.sum()
+    def loss_absolute_error(self, out, batch):
+        return einops.reduce(self.importance * (target(batch) - out).abs(), "batch inst feats -> inst", "mean").sum()
 
-    def loss_ignores_per_instance(self, out, batch, per_instance=False):
-        return einops.reduce(self.importance * (target(batch) - out) ** 2, "batch inst feats -> inst", "mean").sum()
+    def loss_one_per_instance(self, out, batch):
+        return einops.reduce(self.importance * (target(batch) - out) ** 2, "batch inst feats -> inst", "mean")
 
-    def loss_returns_float(self, out, batch, per_instance=False):
-        loss = einops.reduce(self.importance * (target(batch) - out) ** 2, "batch inst feats -> inst", "mean")
-        return loss if per_instance else loss.sum().item()
+    def loss_returns_float(self, out, batch):
+        return (
+            einops.reduce(self.importance * (target(batch) - out) ** 2, "batch inst feats -> inst", "mean").sum().item()
+        )
 
     return [
         Mistake(
@@ -369,19 +365,20 @@ def loss_mistakes(target: Callable[[Tensor], Tensor], error: str) -> list[Mistak
             f"Multiply the squared error by importance: I·({error})², not (I·({error}))².",
         ),
         Mistake(loss_absolute_error, f"Use the squared error ({error})², not the absolute error."),
-        Mistake(loss_ignores_per_instance, HINT_PER_INSTANCE),
+        Mistake(loss_one_per_instance, HINT_SUM_INSTANCES),
         Mistake(loss_returns_float, HINT_SCALAR),
     ]
 
 
 def judge_loss(results: dict, model: t.nn.Module, out: Tensor, batch: Tensor, mistakes: list[Mistake]) -> None:
-    """The verdict on a `calculate_loss(out, batch, per_instance=False)` exercise, given the reference model it is
-    compared with (section 4's NeuronComputationModel uses it too): a scalar with a gradient, inputs untouched,
-    the right value, and one loss per instance with `per_instance=True`."""
+    """The verdict on a `calculate_loss(out, batch)` exercise, given the reference model it is compared with
+    (section 4's NeuronComputationModel uses it too): a scalar with a gradient, inputs untouched, the right value."""
     loss = results["loss"]
     if not isinstance(loss, Tensor) or loss.numel() != 1 or loss.dim() != 0:
         if isinstance(loss, float | int) or (isinstance(loss, Tensor) and loss.numel() == 1):
             raise CheckFailed(HINT_SCALAR + ".")
+        if isinstance(loss, Tensor) and tuple(loss.shape) == (out.shape[1],):
+            raise CheckFailed(HINT_SUM_INSTANCES + ".")
         shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
         raise CheckFailed(f"calculate_loss(out, batch) should return a scalar (shape ()), got {shape}.")
     if not (t.equal(results["out_after"], out) and t.equal(results["batch_after"], batch)):
@@ -390,13 +387,3 @@ def judge_loss(results: dict, model: t.nn.Module, out: Tensor, batch: Tensor, mi
     expect_close(loss, model.calculate_loss(out, batch), "calculate_loss(out, batch)", outputs, hints)
     if results.get("grad_out") is None:
         raise CheckFailed(HINT_SCALAR + ".")
-    per_instance = results["per_instance"]
-    if (message := raised(per_instance)) is not None:
-        raise CheckFailed(f"calculate_loss(out, batch, per_instance=True) raised {message}. {HINT_PER_INSTANCE}.")
-    if isinstance(per_instance, Tensor) and per_instance.dim() == 0:
-        raise CheckFailed(HINT_PER_INSTANCE + ".")
-    n_inst = out.shape[1]
-    got = expect_tensor(per_instance, "calculate_loss(out, batch, per_instance=True)", (n_inst,), "inst")
-    outputs, hints = mistake_outputs(mistakes, lambda impl: t.as_tensor(impl(model, out, batch, per_instance=True)))
-    expected = model.calculate_loss(out, batch, per_instance=True)
-    expect_close(got, expected, "calculate_loss(..., per_instance=True)", outputs, hints)

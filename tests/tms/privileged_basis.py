@@ -470,19 +470,16 @@ def probe_calculate_loss(NeuronComputationModel: type, context: Context) -> dict
     return probe_loss(NeuronComputationModel, LOSS_CFG, loss_case(context), context)
 
 
-def loss_against_x(self, out, batch, per_instance=False):
-    loss = einops.reduce(self.importance * (batch - out) ** 2, "batch inst feats -> inst", "mean")
-    return loss if per_instance else loss.sum()
+def loss_against_x(self, out, batch):
+    return einops.reduce(self.importance * (batch - out) ** 2, "batch inst feats -> inst", "mean").sum()
 
 
-def loss_abs_of_output_too(self, out, batch, per_instance=False):
-    loss = einops.reduce(self.importance * (batch.abs() - out.abs()) ** 2, "batch inst feats -> inst", "mean")
-    return loss if per_instance else loss.sum()
+def loss_abs_of_output_too(self, out, batch):
+    return einops.reduce(self.importance * (batch.abs() - out.abs()) ** 2, "batch inst feats -> inst", "mean").sum()
 
 
-def loss_against_relu_of_x(self, out, batch, per_instance=False):
-    loss = einops.reduce(self.importance * (F.relu(batch) - out) ** 2, "batch inst feats -> inst", "mean")
-    return loss if per_instance else loss.sum()
+def loss_against_relu_of_x(self, out, batch):
+    return einops.reduce(self.importance * (F.relu(batch) - out) ** 2, "batch inst feats -> inst", "mean").sum()
 
 
 LOSS_MISTAKES = [
@@ -551,15 +548,13 @@ def generate_batch_float64(self, batch_size):
     return (t.empty(shape, dtype=t.float64).uniform_(-1, 1) * mask).float()
 
 
-def loss_with_mean_and_sum(self, out, batch, per_instance=False):
-    loss = (self.importance * (out - batch.abs()).pow(2)).mean(dim=(0, 2))
-    return loss if per_instance else loss.sum()
+def loss_with_mean_and_sum(self, out, batch):
+    return (self.importance * (out - batch.abs()).pow(2)).mean(dim=(0, 2)).sum()
 
 
-def loss_with_mse_weights(self, out, batch, per_instance=False):
+def loss_with_mse_weights(self, out, batch):
     weighted = F.mse_loss(out * self.importance.sqrt(), t.abs(batch) * self.importance.sqrt(), reduction="none")
-    loss = weighted.sum(dim=(0, 2)) / (batch.shape[0] * batch.shape[2])
-    return loss if per_instance else loss.sum()
+    return (weighted.sum(dim=(0, 2)) / (batch.shape[0] * batch.shape[2])).sum()
 
 
 EXERCISES = [

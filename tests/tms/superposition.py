@@ -229,9 +229,8 @@ def probe_calculate_loss(ToyModel: type, context: Context) -> dict:
     return probe_loss(ToyModel, LOSS_CFG, loss_case(context), context)
 
 
-def loss_root_mean_square(self, out, batch, per_instance=False):
-    loss = einops.reduce(self.importance * (batch - out) ** 2, "batch inst feats -> inst", "mean").sqrt()
-    return loss if per_instance else loss.sum()
+def loss_root_mean_square(self, out, batch):
+    return einops.reduce(self.importance * (batch - out) ** 2, "batch inst feats -> inst", "mean").sqrt().sum()
 
 
 LOSS_MISTAKES = [
@@ -405,15 +404,13 @@ def generate_batch_magnitudes_first_float64(self, batch_size):
     return (magnitudes * mask).float()
 
 
-def loss_with_mean_and_sum(self, out, batch, per_instance=False):
-    loss = (self.importance * (out - batch).pow(2)).mean(dim=(0, 2))
-    return loss if per_instance else loss.sum()
+def loss_with_mean_and_sum(self, out, batch):
+    return (self.importance * (out - batch).pow(2)).mean(dim=(0, 2)).sum()
 
 
-def loss_with_mse_weights(self, out, batch, per_instance=False):
+def loss_with_mse_weights(self, out, batch):
     weighted = F.mse_loss(out * self.importance.sqrt(), batch * self.importance.sqrt(), reduction="none")
-    loss = weighted.sum(dim=(0, 2)) / (batch.shape[0] * batch.shape[2])
-    return loss if per_instance else loss.sum()
+    return (weighted.sum(dim=(0, 2)) / (batch.shape[0] * batch.shape[2])).sum()
 
 
 def stats_with_loops(W):

@@ -1,0 +1,170 @@
+"""Correct code written the ARENA way passes every check and trains with `optimize`.
+
+Learners arrive with ARENA's idioms: a `calculate_loss(out, batch)` that returns the sum over instances and takes no
+other argument, `feature_probability` and `importance` kept as plain tensor attributes (not buffers), batches drawn
+with `self.cfg` sizes on `self.W.device`, and checkpoints that hold only the parameters. Each test below uses exactly
+that shape of code; rejecting any of it would be a bug in the course, as serious as passing a wrong answer.
+"""
+
+import einops
+import pytest
+import torch as t
+import torch.nn.functional as F
+from torch import nn
+
+from solutions.tms import NeuronComputationModel, NeuronModel, ToyModel, ToyModelConfig
+from tests import check
+from utils.training import per_instance_loss
+
+
+class ArenaToyModel(nn.Module):
+    """The toy model as ARENA writes it: plain attributes for probability and importance, ARENA's defaults."""
+
+    def __init__(self, cfg, feature_probability=0.01, importance=1.0, device="cpu"):
+        super().__init__()
+        self.cfg = cfg
+        if isinstance(feature_probability, float):
+            feature_probability = t.tensor(feature_probability)
+        self.feature_probability = feature_probability.to(device).broadcast_to((cfg.n_inst, cfg.n_features))
+        if isinstance(importance, float):
+            importance = t.tensor(importance)
+        self.importance = importance.to(device).broadcast_to((cfg.n_inst, cfg.n_features))
+        self.W = nn.Parameter(nn.init.xavier_normal_(t.empty((cfg.n_inst, cfg.d_hidden, cfg.n_features))))
+        self.b_final = nn.Parameter(t.zeros((cfg.n_inst, cfg.n_features)))
+        self.to(device)
+
+    def forward(self, features):
+        h = einops.einsum(features, self.W, "... inst feats, inst hidden feats -> ... inst hidden")
+        out = einops.einsum(h, self.W, "... inst hidden, inst hidden feats -> ... inst feats")
+        return F.relu(out + self.b_final)
+
+    def generate_batch(self, batch_size):
+        batch_shape = (batch_size, self.cfg.n_inst, self.cfg.n_features)
+        feat_mag = t.rand(batch_shape, device=self.W.device)
+        feat_seeds = t.rand(batch_shape, device=self.W.device)
+        return t.where(feat_seeds <= self.feature_probability, feat_mag, 0.0)
+
+    def calculate_loss(self, out, batch):
+        error = self.importance * ((batch - out) ** 2)
+        return einops.reduce(error, "batch inst feats -> inst", "mean").sum()
+
+
+class ArenaNeuronModel(ArenaToyModel):
+    def forward(self, features):
+        activations = F.relu(
+            einops.einsum(features, self.W, "... inst feats, inst d_hidden feats -> ... inst d_hidden")
+        )
+        out = F.relu(
+            einops.einsum(activations, self.W, "... inst d_hidden, inst d_hidden feats -> ... inst feats")
+            + self.b_final
+        )
+        return out
+
+
+class ArenaNeuronComputationModel(ArenaToyModel):
+    def __init__(self, cfg, feature_probability=1.0, importance=1.0, device="cpu"):
+        super().__init__(cfg, feature_probability, importance, device)
+        del self.W
+        self.W1 = nn.Parameter(nn.init.kaiming_uniform_(t.empty((cfg.n_inst, cfg.d_hidden, cfg.n_features))))
+        self.W2 = nn.Parameter(nn.init.kaiming_uniform_(t.empty((cfg.n_inst, cfg.n_features, cfg.d_hidden))))
+
+    def forward(self, features):
+        activations = F.relu(
+            einops.einsum(features, self.W1, "... inst feats, inst d_hidden feats -> ... inst d_hidden")
+        )
+        return F.relu(
+            einops.einsum(activations, self.W2, "... inst d_hidden, inst feats d_hidden -> ... inst feats")
+            + self.b_final
+        )
+
+    def generate_batch(self, batch_size):
+        shape = (batch_size, self.cfg.n_inst, self.cfg.n_features)
+        feat_mag = 2 * t.rand(shape, device=self.W1.device) - 1
+        feat_seed = t.rand(shape, device=self.W1.device)
+        return t.where(feat_seed < self.feature_probability, feat_mag, 0.0)
+
+    def calculate_loss(self, out, batch):
+        error = self.importance * ((batch.abs() - out) ** 2)
+        return einops.reduce(error, "batch inst feats -> inst", "mean").sum()
+
+
+CHECKS = [
+    ("tms.forward", ArenaToyModel),
+    ("tms.generate_batch", ArenaToyModel),
+    ("tms.calculate_loss", ArenaToyModel),
+    ("tms.neuron_model", ArenaNeuronModel),
+    ("tms.neuron_computation.forward", ArenaNeuronComputationModel),
+    ("tms.neuron_computation.generate_batch", ArenaNeuronComputationModel),
+    ("tms.neuron_computation.calculate_loss", ArenaNeuronComputationModel),
+]
+
+
+@pytest.mark.parametrize("exercise_id, cls", CHECKS, ids=[exercise_id for exercise_id, _ in CHECKS])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_arena_style_classes_pass_every_check(exercise_id, cls, seed):
+    t.manual_seed(seed)
+    check(exercise_id, cls, seed=seed)
+
+
+def arena_loss(self, out, batch):
+    error = self.importance * ((batch - out) ** 2)
+    return einops.reduce(error, "batch inst feats -> inst", "mean").sum()
+
+
+def loss_with_detached_importance(self, out, batch):
+    return (self.importance.detach() * (out - batch) ** 2).mean(dim=(0, 2)).sum()
+
+
+@pytest.mark.parametrize("loss", [arena_loss, loss_with_detached_importance])
+def test_per_instance_losses_come_from_a_scalar_loss_however_written(loss):
+    """The course splits the learner's scalar loss into instances itself (by its linearity in the importances)."""
+    model = type("Learner", (ToyModel,), {"calculate_loss": loss})(
+        ToyModelConfig(3, 4, 2), feature_probability=0.5, importance=t.tensor([1.0, 0.5, 0.3, 0.2])
+    )
+    batch = model.generate_batch(64)
+    out = model(batch)
+    expected = (model.importance * (out - batch) ** 2).mean(dim=(0, 2)).detach()
+    assert t.allclose(per_instance_loss(model, out, batch), expected, rtol=1e-5, atol=1e-7)
+    assert out.grad_fn is not None and not model.importance.requires_grad  # nothing of the model changed
+
+
+@pytest.mark.parametrize("loss", [arena_loss, loss_with_detached_importance])
+def test_optimize_trains_a_class_whose_loss_takes_only_out_and_batch(loss):
+    t.manual_seed(0)
+    model = type("Learner", (ToyModel,), {"calculate_loss": loss})(ToyModelConfig(4), feature_probability=0.1)
+    history = model.optimize(steps=300, log_freq=50, lr=1e-2)
+    assert history["loss"].shape == (len(history["step"]), 4)
+    assert t.isfinite(history["loss"]).all() and (history["loss"][-1] < history["loss"][0]).all()
+
+
+@pytest.mark.parametrize("cls", [ToyModel, NeuronModel, NeuronComputationModel])
+def test_state_dicts_hold_only_parameters_and_round_trip_the_arena_way(cls):
+    cfg = ToyModelConfig(3, 5, 2)
+    source = cls(cfg, feature_probability=0.1, importance=0.9 ** t.arange(5.0))
+    assert set(source.state_dict()) == {name for name, _ in source.named_parameters()}
+    target = cls(cfg, feature_probability=0.1, importance=0.9 ** t.arange(5.0))
+    target.load_state_dict(source.state_dict())  # strict, as ARENA's tests load the solution's weights
+    features = t.rand(7, 3, 5)
+    assert t.equal(target(features), source(features))
+
+
+def test_an_arena_checkpoint_loads_strictly_into_the_course_model():
+    cfg = ToyModelConfig(2, 5, 2)
+    arena = ArenaToyModel(cfg)
+    ours = ToyModel(cfg)
+    ours.load_state_dict(arena.state_dict())
+    arena.load_state_dict(ours.state_dict())
+    features = t.rand(4, 2, 5)
+    assert t.equal(ours(features), arena(features))
+
+
+def test_buffers_still_follow_the_model_to_another_dtype_or_device():
+    model = ToyModel(ToyModelConfig(2), feature_probability=0.3).to(t.float64)
+    assert model.feature_probability.dtype == model.importance.dtype == t.float64
+
+
+def test_without_a_feature_probability_every_feature_is_always_present():
+    """The course's choice (ARENA's ToyModel defaults to p = 0.01): no sparsity unless one is asked for."""
+    model = ToyModel(ToyModelConfig(2))
+    assert (model.feature_probability == 1).all() and (model.importance == 1).all()
+    assert (model.generate_batch(100) > 0).all()
