@@ -40,8 +40,8 @@ test: setup lint  ## run the whole test suite (lint, checkers, notebooks, scienc
 notebooks: setup  ## regenerate every notebook from its source
 	$(BIN)/python -m utils.notebooks
 
-bench: setup  ## benchmark the training loop against a naive loop, and time chapter 1's notebooks (about 10 min)
-	$(BIN)/python -m utils.bench --chapter chapter_tms
+bench: setup  ## benchmark the training loop against a naive loop, and time every chapter's notebooks (about 10 min)
+	$(BIN)/python -m utils.bench --chapters
 
 grade: setup  ## grade a folder of submissions: make grade SUBMISSIONS=folder OUT=folder
 	$(BIN)/python -m utils.grade $(SUBMISSIONS) --out $(OUT)

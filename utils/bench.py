@@ -9,16 +9,23 @@ Runs alternate (naive, ours, naive, ours, ...) inside one process and every figu
 repetitions, so a neighbour that loads the machine for a while slows both sides alike. Timings still drift with
 load: compare ratios from one run, not milliseconds from different runs.
 
+One more variant runs `optimize` with the public `torch.optim.AdamW(fused=True)` in place of `utils.training.AdamW`,
+which calls the same fused kernel directly: that row, and the time it takes a fresh process to create its first
+torch.optim optimizer, are the measured reason the course keeps its own thin wrapper.
+
     python -m utils.bench                     # both problems, 5 repetitions (about a minute)
     python -m utils.bench --quick             # one small step of everything: checks that the benchmark works
     python -m utils.bench --notebook PATH     # also time executing a notebook end to end (nbclient)
     python -m utils.bench --chapter DIR       # also time every solutions notebook of a chapter, and their total
+    python -m utils.bench --chapters          # ... of every chapter of the course (what `make bench` runs)
 """
 
 import argparse
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +39,9 @@ from torch import Tensor
 
 import utils.training
 from solutions.tms.superposition import ToyModel, ToyModelConfig
+from utils.course import CHAPTERS
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -106,6 +116,39 @@ def optimized_train(model: ToyModel, steps: int, batch_size: int) -> None:
     model.optimize(batch_size=batch_size, steps=steps, log_freq=max(1, steps // 10), lr=LR, weight_decay=WEIGHT_DECAY)
 
 
+class PublicAdamW(utils.training.AdamW):
+    """`utils.training.AdamW`'s interface over the public `torch.optim.AdamW(fused=True)`: the same kernel, stepped
+    through `Optimizer.step()`."""
+
+    def __init__(self, params: list[t.nn.Parameter], weight_decay: float):
+        self.params, self.fused = list(params), False
+        self.optimizer = t.optim.AdamW(self.params, lr=0.0, weight_decay=weight_decay, fused=True)
+
+
+def with_public_adamw(loop: "Loop") -> "Loop":
+    """`loop` with the training loop's optimiser swapped for `PublicAdamW`."""
+
+    def run(model: ToyModel, steps: int, batch_size: int) -> None:
+        ours, utils.training.AdamW = utils.training.AdamW, PublicAdamW
+        try:
+            loop(model, steps, batch_size)
+        finally:
+            utils.training.AdamW = ours
+
+    return run
+
+
+def first_optimizer_seconds(repetitions: int = 3) -> float:
+    """Median time a fresh process takes to create and step its first torch.optim.AdamW (it imports torch._dynamo)."""
+    code = (
+        "import time, torch; p = [torch.nn.Parameter(torch.zeros(3))]; p[0].grad = torch.ones(3); "
+        "start = time.perf_counter(); torch.optim.AdamW(p, fused=True).step(); print(time.perf_counter() - start)"
+    )
+    command = [sys.executable, "-c", code]
+    runs = [subprocess.run(command, capture_output=True, text=True, check=True) for _ in range(repetitions)]
+    return statistics.median(float(run.stdout) for run in runs)
+
+
 DEFAULT_THREADS = t.get_num_threads()
 Loop = Callable[[ToyModel, int, int], object]
 
@@ -132,12 +175,14 @@ NAIVE_1 = "naive, 1 thread"
 OURS = "optimize (threads by problem size)"
 OURS_1 = "optimize, 1 thread"
 OURS_DEFAULT = f"optimize, default threads ({DEFAULT_THREADS})"
+OURS_PUBLIC = "optimize, torch.optim.AdamW(fused=True)"
 VARIANTS: dict[str, tuple[type[ToyModel], Loop]] = {
     NAIVE: (NaiveToyModel, on_threads(DEFAULT_THREADS, naive_train)),
     NAIVE_1: (NaiveToyModel, on_threads(1, naive_train)),
     OURS: (ToyModel, on_threads(DEFAULT_THREADS, optimized_train, loop_may_reduce=True)),
     OURS_1: (ToyModel, on_threads(1, optimized_train)),
     OURS_DEFAULT: (ToyModel, on_threads(DEFAULT_THREADS, optimized_train)),
+    OURS_PUBLIC: (ToyModel, on_threads(DEFAULT_THREADS, with_public_adamw(optimized_train), loop_may_reduce=True)),
 }
 
 
@@ -181,6 +226,13 @@ def bench_training(reps: int, quick: bool) -> None:
         print(f"  speed-up with both on 1 thread: {median[NAIVE_1] / median[OURS_1]:.1f}×")
         slower = median[OURS_DEFAULT] / median[OURS_1]
         print(f"  optimize on {DEFAULT_THREADS} threads instead of 1: {slower:.2f}× the time per step")
+        public = median[OURS_PUBLIC] / median[OURS]
+        print(
+            f"  optimize stepping torch.optim.AdamW(fused=True) instead of the kernel: {public:.2f}× the time per step"
+        )
+    print(
+        f"\ncreating the first torch.optim optimizer of a process: {first_optimizer_seconds(1 if quick else 3):.2f} s"
+    )
 
 
 def bench_notebook(path: Path) -> float:
@@ -218,7 +270,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=5, help="alternating repetitions per problem (default 5)")
     parser.add_argument("--notebook", type=Path, action="append", default=[], help="also time executing this notebook")
     parser.add_argument("--chapter", type=Path, action="append", default=[], help="also time a chapter's notebooks")
+    parser.add_argument("--chapters", action="store_true", help="also time the notebooks of every chapter")
     args = parser.parse_args(argv)
+    if args.chapters:
+        args.chapter += [ROOT / chapter.folder for chapter in CHAPTERS]
     reps = 1 if args.quick else args.reps
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     print(

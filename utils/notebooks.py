@@ -30,10 +30,11 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils.course import BRANCH, REPOSITORY
+from tests import EXERCISES
+from utils.course import BRANCH, CHAPTERS, REPOSITORY
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = sorted([*ROOT.glob("chapter_tms/src/*.md"), *ROOT.glob("chapter_sae/src/*.md")])
+SOURCES = [source for chapter in CHAPTERS for source in sorted(ROOT.glob(f"{chapter.folder}/src/*.md"))]
 VARIANTS = ("exercises", "solutions")
 
 SETUP_CELL = f'''\
@@ -61,12 +62,6 @@ class Cell:
     source: str
     role: str = ""
     exercise_ids: tuple[str, ...] = ()
-
-
-def exercises_by_id() -> dict:
-    from tests import EXERCISES
-
-    return EXERCISES
 
 
 def front_matter(text: str) -> tuple[dict[str, str], str]:
@@ -110,7 +105,7 @@ def stub_text(exercise, indent: str) -> list[str]:
 
 def include(module_name: str, names: list[str], stub: bool) -> tuple[str, tuple[str, ...]]:
     """The cell text for `include=`: the objects' source, with exercise bodies replaced by stubs if asked."""
-    exercises = exercises_by_id()
+    exercises = EXERCISES
     pieces, ids = [], []
     for name in names:
         text, node = object_source(module_name, name)
@@ -161,7 +156,7 @@ def solution_block(exercise) -> str:
 
 
 def expand_markdown(text: str) -> str:
-    exercises = exercises_by_id()
+    exercises = EXERCISES
     text = re.sub(r"<!-- exercise (\S+) -->", lambda m: exercise_header(exercises[m.group(1)]), text)
     return re.sub(r"<!-- solution (\S+) -->", lambda m: solution_block(exercises[m.group(1)]), text)
 
@@ -178,7 +173,7 @@ def code_cell(options: list[str], body: str, meta: dict[str, str], variant: str)
         source, ids = include(meta["module"], settings["include"].split(","), stub=variant == "exercises")
         return Cell("code", source, role="exercise" if ids else "given", exercise_ids=ids)
     if "check" in settings:
-        exercise = exercises_by_id()[settings["check"]]
+        exercise = EXERCISES[settings["check"]]
         return Cell("code", f'check("{exercise.id}", {exercise.name})', role="check", exercise_ids=(exercise.id,))
     return Cell("code", body.strip("\n"))
 
@@ -254,8 +249,8 @@ def readme_with_table(readme: str) -> str:
         meta, cells = parse(source, "exercises")
         ids = [", ".join(f"`{i}`" for i in cell.exercise_ids) for cell in cells if cell.role == "check"]
         links = " · ".join(f"[{variant}]({colab_url(notebook_path(source, variant))})" for variant in VARIANTS)
-        chapter = 1 if source.parent.parent.name == "chapter_tms" else 2
-        rows.append(f"| {chapter} | {meta['title']} | {', '.join(ids)} | {links} |")
+        chapter = next(chapter for chapter in CHAPTERS if chapter.folder == source.parent.parent.name)
+        rows.append(f"| {chapter.number} | {meta['title']} | {', '.join(ids)} | {links} |")
     start, end = "<!-- notebooks-table -->\n", "<!-- end notebooks-table -->"
     before, rest = readme.split(start, 1)
     return before + start + "\n".join(rows) + "\n" + end + rest.split(end, 1)[1]

@@ -1,10 +1,22 @@
-"""The training loop every toy model of the course shares, and the progress bar it shows.
+"""The training loop every model of the course shares, toy models and SAEs alike, the optimiser it steps, and the
+progress bar it shows.
 
-The loop is the course's hot path. Toy models are so small that a step costs a few dozen tiny kernel calls,
-so what matters is per-step overhead, not FLOPs: nothing in the loop synchronises with the device or
-touches Python objects per step beyond what the maths needs, losses are logged into a preallocated tensor,
-the optimiser's update is one fused kernel call, and small problems run on one thread (two threads fighting
-over tiny kernels cost more than they give). `python -m utils.bench` measures all of this.
+The loop is the course's hot path. Toy models are so small that a step costs a few dozen tiny kernel calls, so what
+matters is per-step overhead, not FLOPs: nothing in the loop synchronises with the device or touches Python objects
+per step beyond what the maths needs, logged values go into preallocated tensors, the optimiser's update is one fused
+kernel call, and small problems run on one thread (two threads fighting over tiny kernels cost more than they give).
+`python -m utils.bench` measures all of this.
+
+`train` knows nothing about the model it trains. Three functions say what a step does:
+
+* `batches(step)` returns the step's data: a fresh batch from a model's `generate_batch`, or the same fixed dataset
+  at every step (double descent trains full-batch on datasets drawn once);
+* `objective(batch, log)` returns the scalar to minimise and, on the steps where `log` is True, a dict of values to
+  record, one per instance (the loss of each instance; an SAE's reconstruction and sparsity losses, L0, ...);
+* hooks run after each update: `after_update(step)` at every step (an SAE renormalises its decoder and counts which
+  latents fired), and `every = (n, hook)` after every n-th step (resampling dead latents).
+
+This module belongs to the course's runtime library: it imports nothing from `solutions` or `tests`.
 """
 
 import contextlib
@@ -13,7 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch as t
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
 # Below this many elements per batch a second CPU thread costs more in synchronisation than it saves. Measured
@@ -30,7 +42,7 @@ def headless() -> bool:
 
 def progress_bar(total: int, desc: str = "") -> Any:
     """A tqdm bar that renders in JupyterLab, VS Code, Colab and terminals, and stays silent when headless."""
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # imported when a bar is made: tqdm.auto pulls in ipywidgets, which takes a while
 
     return tqdm(total=total, desc=desc, disable=headless(), mininterval=0.5)
 
@@ -56,14 +68,6 @@ def threads_for(n_elements: int, device: t.device) -> contextlib.AbstractContext
     return one_cpu_thread(device) if n_elements < SINGLE_THREAD_BELOW else contextlib.nullcontext()
 
 
-def make_optimizer(params: list[nn.Parameter], lr: float, weight_decay: float) -> t.optim.Optimizer:
-    """AdamW, fused into one kernel per step where this torch build supports it."""
-    try:
-        return t.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
-    except (RuntimeError, TypeError):
-        return t.optim.AdamW(params, lr=lr, weight_decay=weight_decay, foreach=True)
-
-
 # torch.optim.AdamW's defaults, the hyper-parameters every model of the course trains with
 ADAMW_DEFAULTS = dict(beta1=0.9, beta2=0.999, eps=1e-8, amsgrad=False, maximize=False)
 
@@ -81,39 +85,57 @@ def has_fused_adamw(device: t.device) -> bool:
         return False
 
 
-def adamw(params: list[nn.Parameter], lr: float, weight_decay: float) -> Callable[[float], None]:
-    """A function `update(lr)` taking one step of `torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)`.
+class AdamW:
+    """`torch.optim.AdamW(params, weight_decay=...)`, stepped with the learning rate of each step, that can also forget
+    what it has learned about some entries of a parameter (`reset`: resampled SAE latents start afresh).
 
-    Where torch has a fused AdamW kernel for the device, `update` calls it directly on moment estimates of its own:
-    the same kernel, and so the same numbers, as `AdamW(fused=True).step()`, without what surrounds it there.
-    `Optimizer.step()` spends ~130 µs per call on bookkeeping (hooks, regrouping tensors by device), several
-    times the kernel's own cost on a toy model, and creating any torch.optim optimizer first imports
-    torch._dynamo (1-4 s). Elsewhere `update` sets the learning rate of a torch.optim.AdamW and steps it.
+    Where torch has a fused AdamW kernel for the device, `step` calls that kernel directly on moment estimates of its
+    own: the same kernel, and so the same numbers, as `torch.optim.AdamW(fused=True).step()`, without what surrounds
+    it there. `make bench` measures why: on the 5→2 model `Optimizer.step()`'s bookkeeping (hooks, regrouping tensors
+    by device) costs ~10 % of a whole training step, and creating the first torch.optim optimizer of a process imports
+    torch._dynamo (~2 s). Elsewhere `step` sets the learning rate of a torch.optim.AdamW and steps it.
     """
-    device = params[0].device
-    if not (has_fused_adamw(device) and all(p.device == device and p.dtype.is_floating_point for p in params)):
-        optimizer = make_optimizer(params, lr, weight_decay)
 
-        def update_with_optimizer(lr: float) -> None:
-            for group in optimizer.param_groups:
+    def __init__(self, params: list[nn.Parameter], weight_decay: float):
+        self.params = list(params)
+        self.weight_decay = weight_decay
+        device = self.params[0].device
+        self.fused = has_fused_adamw(device) and all(
+            p.device == device and p.dtype.is_floating_point for p in self.params
+        )
+        if self.fused:  # per parameter: AdamW's two moment estimates and its step count
+            self.state = {p: (t.zeros_like(p), t.zeros_like(p), t.zeros((), device=device)) for p in self.params}
+        else:
+            self.optimizer = t.optim.AdamW(self.params, lr=0.0, weight_decay=weight_decay, foreach=True)
+
+    def step(self, lr: float) -> None:
+        """One AdamW update of every parameter that has a gradient (as torch.optim, skip the others)."""
+        if not self.fused:
+            for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            optimizer.step()
-
-        return update_with_optimizer
-
-    # per parameter: the parameter, AdamW's two moment estimates, and its step count
-    state = [(p, t.zeros_like(p), t.zeros_like(p), t.zeros((), device=device)) for p in params]
-
-    def update_fused(lr: float) -> None:
-        stepping = [s for s in state if s[0].grad is not None]  # as torch.optim, skip parameters without a gradient
+            self.optimizer.step()
+            return
+        stepping = [p for p in self.params if p.grad is not None]
         if not stepping:
             return
-        ps, exp_avgs, exp_avg_sqs, steps = (list(column) for column in zip(*stepping, strict=True))
+        exp_avgs, exp_avg_sqs, steps = (list(column) for column in zip(*(self.state[p] for p in stepping), strict=True))
         t._foreach_add_(steps, 1)
-        grads = [p.grad for p in ps]
-        t._fused_adamw_(ps, grads, exp_avgs, exp_avg_sqs, [], steps, lr=lr, weight_decay=weight_decay, **ADAMW_DEFAULTS)
+        grads = [p.grad for p in stepping]
+        t._fused_adamw_(
+            stepping, grads, exp_avgs, exp_avg_sqs, [], steps, lr=lr, weight_decay=self.weight_decay, **ADAMW_DEFAULTS
+        )
 
-    return update_fused
+    @t.no_grad()
+    def reset(self, param: nn.Parameter, where: Bool[Tensor, "..."]) -> None:
+        """Zero both moment estimates of `param` where `where` is True (it broadcasts against `param`).
+
+        The step count is shared by the whole tensor and stays: the bias correction it drives only rescales the
+        moments, and with zeroed moments the next updates of those entries are small, as at the start of training.
+        """
+        moments = self.state[param][:2] if self.fused else self.optimizer.state.get(param, {}).values()
+        for moment in moments:
+            if isinstance(moment, Tensor) and moment.shape == param.shape:
+                moment.masked_fill_(where, 0.0)
 
 
 def per_instance_loss(
@@ -149,6 +171,65 @@ def per_instance_loss(
 
 
 def train(
+    objective: Callable[[Any, bool], tuple[Tensor, dict[str, Tensor] | None]],
+    batches: Callable[[int], Any],
+    optimizer: AdamW,
+    *,
+    steps: int,
+    lr: float,
+    log_freq: int,
+    lr_scale: Callable[[int, int], float] = lambda step, steps: 1.0,
+    desc: str = "",
+    single_thread: bool | None = None,
+    after_update: Callable[[int], None] | None = None,
+    every: tuple[int, Callable[[int], None]] | None = None,
+) -> dict[str, Tensor]:
+    """Minimise `objective(batches(step), log)` for `steps` AdamW updates at learning rate `lr * lr_scale(step, steps)`.
+
+    The values `objective` returns on logged steps (every `log_freq` steps, and the last) are recorded: the result is
+    {"step": [n_logs], name: [n_logs, ...] for each of them}, on the CPU. One CPU thread is used when a batch has fewer
+    than SINGLE_THREAD_BELOW elements; `single_thread` overrides that (and must be given when batches are not tensors).
+    """
+    device = optimizer.params[0].device
+    log_steps = sorted({*range(0, steps, log_freq), steps - 1})
+    logs: dict[str, Tensor] = {}
+    batch = batches(0)
+    if single_thread is None:
+        single_thread = batch.numel() < SINGLE_THREAD_BELOW
+    threads = one_cpu_thread(device) if single_thread else contextlib.nullcontext()
+    with threads, progress_bar(steps, desc) as bar:
+        next_log = 0
+        for step in range(steps):
+            if step > 0:
+                batch = batches(step)
+            logged = step == log_steps[next_log]
+            loss, values = objective(batch, logged)
+            for param in optimizer.params:  # what optimizer.zero_grad() does, without its ~50 µs of bookkeeping
+                param.grad = None
+            loss.backward()
+            optimizer.step(lr * lr_scale(step, steps))
+            if after_update is not None:
+                after_update(step)
+            if every is not None and (step + 1) % every[0] == 0:
+                every[1](step)
+            if logged:
+                for name, value in (values or {}).items():
+                    if name not in logs:
+                        logs[name] = t.empty((len(log_steps), *value.shape), dtype=value.dtype, device=value.device)
+                    logs[name][next_log] = value.detach()
+                next_log += 1
+                if not bar.disable:
+                    bar.set_postfix({name: f"{log[next_log - 1].float().mean():.3g}" for name, log in logs.items()})
+                    bar.update(step + 1 - bar.n)
+        bar.update(steps - bar.n)
+    return {"step": t.tensor(log_steps), **{name: log.cpu() for name, log in logs.items()}}
+
+
+def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def train_toy_model(
     model: nn.Module,
     batch_size: int,
     steps: int,
@@ -157,33 +238,24 @@ def train(
     lr_scale: Callable[[int, int], float],
     weight_decay: float,
 ) -> dict[str, Tensor]:
-    """Train a model that has `generate_batch`, `forward` and `calculate_loss(out, batch) -> scalar`.
+    """Train a toy model: anything with `generate_batch`, `forward`, `calculate_loss(out, batch) -> scalar` and an
+    `importance`, on a fresh batch at every step.
 
-    Returns {"step": [n_logs], "loss": [n_logs, inst]}: the loss of every instance on the batch of each
-    logged step (and of the last step), on the CPU.
+    Returns {"step": [n_logs], "loss": [n_logs, inst]}: the loss of every instance on the batch of each logged step.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
-    update = adamw(params, lr, weight_decay)
-    device = params[0].device
-    log_steps = sorted({*range(0, steps, log_freq), steps - 1})
-    losses = t.empty((len(log_steps), model.cfg.n_inst), device=device)
-    n_elements = batch_size * model.cfg.n_inst * model.cfg.n_features
 
-    with threads_for(n_elements, device), progress_bar(steps, type(model).__name__) as bar:
-        next_log = 0
-        for step in range(steps):
-            batch = model.generate_batch(batch_size)
-            out = model(batch)
-            loss = model.calculate_loss(out, batch)
-            for param in params:  # what optimizer.zero_grad() does, without its ~50 µs of bookkeeping
-                param.grad = None
-            loss.backward()
-            update(lr * lr_scale(step, steps))
-            if step == log_steps[next_log]:
-                losses[next_log] = per_instance_loss(model, out, batch)
-                next_log += 1
-                if not bar.disable:
-                    bar.set_postfix(loss=f"{losses[next_log - 1].mean().item():.3g}", refresh=False)
-                    bar.update(step + 1 - bar.n)
-        bar.update(steps - bar.n)
-    return {"step": t.tensor(log_steps), "loss": losses.cpu()}
+    def objective(batch: Tensor, log: bool) -> tuple[Tensor, dict[str, Tensor] | None]:
+        out = model(batch)
+        loss = model.calculate_loss(out, batch)
+        return loss, ({"loss": per_instance_loss(model, out, batch)} if log else None)
+
+    return train(
+        objective,
+        lambda step: model.generate_batch(batch_size),
+        AdamW(trainable_parameters(model), weight_decay),
+        steps=steps,
+        lr=lr,
+        lr_scale=lr_scale,
+        log_freq=log_freq,
+        desc=type(model).__name__,
+    )

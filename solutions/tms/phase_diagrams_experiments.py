@@ -20,7 +20,8 @@ from torch import Tensor
 
 from solutions.tms.phase_diagrams import PHASES, LinearToyModel, classify_phase, phase_losses
 from solutions.tms.superposition import ToyModel, ToyModelConfig
-from solutions.tms.superposition_experiments import Sweep, SweepResult, best_of_n, constant_then_decay, train_sweep
+from solutions.tms.superposition_experiments import Sweep, ToyModelGrid, constant_then_decay
+from utils.sweeps import SweepResult, train_sweep
 
 # ------------------------------------------------------------------------------------- linear vs ReLU
 
@@ -36,10 +37,6 @@ LINEAR_VS_RELU = Sweep(
     lr_scale=constant_then_decay,
 )
 
-# A feature counts as represented in the 20 → 5 models when ‖W_i‖ > 0.5 (SCIENCE T4): features in superposition
-# at moderate density can sit well below 1 while still being read out.
-T4_REPRESENTED = 0.5
-
 
 def train_linear_and_relu(
     sweep: Sweep = LINEAR_VS_RELU, device: t.device | str | None = None
@@ -48,22 +45,16 @@ def train_linear_and_relu(
     return {"linear": train_sweep(sweep, LinearToyModel, device), "relu": train_sweep(sweep, ToyModel, device)}
 
 
-def n_represented_features(
-    W: Float[Tensor, "inst d_hidden feats"], threshold: float = T4_REPRESENTED
-) -> Int[Tensor, " inst"]:
-    """How many features have ‖W_i‖ > threshold in each instance."""
-    return (W.norm(dim=1) > threshold).sum(dim=-1)
-
-
 # -------------------------------------------------------------------------------------- phase diagram
 
 
 @dataclass(frozen=True)
-class PhaseGrid:
+class PhaseGrid(ToyModelGrid):
     """2 features → 1 hidden dimension, over a grid of importance ratio r × density p, with several seeds per cell.
 
-    Feature 1 has importance 1 and feature 2 importance r; both are present with probability p. Instance
-    `cell * n_seeds + seed` belongs to cell `i_ratio * len(densities) + i_density`.
+    Feature 1 has importance 1 and feature 2 importance r; both are present with probability p. The settings are the
+    cells, `i_ratio * len(densities) + i_density`; seeds are ranked by their exact expected loss (`expected_loss`),
+    because a loss measured on a batch cannot tell the phases apart when features are sparse.
     """
 
     importance_ratios: tuple[float, ...]
@@ -76,12 +67,8 @@ class PhaseGrid:
     seed: int = 0
 
     @property
-    def n_cells(self) -> int:
+    def n_settings(self) -> int:
         return len(self.importance_ratios) * len(self.densities)
-
-    @property
-    def n_inst(self) -> int:
-        return self.n_cells * self.n_seeds
 
     def cell_ratio(self) -> Float[Tensor, " cell"]:
         ratio = t.tensor(self.importance_ratios, dtype=t.float32)
@@ -90,12 +77,19 @@ class PhaseGrid:
     def cell_density(self) -> Float[Tensor, " cell"]:
         return t.tensor(self.densities, dtype=t.float32).repeat(len(self.importance_ratios))
 
+    def config(self) -> ToyModelConfig:
+        return ToyModelConfig(n_inst=self.n_inst, n_features=2, d_hidden=1)
+
     def importance(self) -> Float[Tensor, "inst 2"]:
-        ratio = self.cell_ratio().repeat_interleave(self.n_seeds)
+        ratio = self.for_every_seed(self.cell_ratio())
         return t.stack([t.ones_like(ratio), ratio], dim=-1)
 
     def feature_probability(self) -> Float[Tensor, "inst 1"]:
-        return self.cell_density().repeat_interleave(self.n_seeds).unsqueeze(-1)
+        return self.for_every_seed(self.cell_density()).unsqueeze(-1)
+
+    def rank(self, model: ToyModel) -> Float[Tensor, " inst"]:
+        with t.no_grad():
+            return expected_loss(model.W, model.b_final, model.importance, model.feature_probability[:, 0]).float()
 
 
 PHASE_GRID = PhaseGrid(
@@ -181,40 +175,6 @@ def optimal_model(
 
 
 @dataclass
-class PhaseGridResult:
-    """A trained phase grid: the model, its exact losses, and the best seed of every cell."""
-
-    grid: PhaseGrid
-    model: ToyModel
-    history: dict[str, Tensor]
-    loss: Float[Tensor, " inst"]  # exact expected loss of every instance, summed over the two features
-    best: Int[Tensor, " cell"]
-
-    @property
-    def W(self) -> Float[Tensor, "cell 1 2"]:
-        return self.model.W.detach().cpu()[self.best]
-
-    @property
-    def b_final(self) -> Float[Tensor, "cell 2"]:
-        return self.model.b_final.detach().cpu()[self.best]
-
-    @property
-    def best_loss(self) -> Float[Tensor, " cell"]:
-        return self.loss[self.best]
-
-
-def train_phase_grid(grid: PhaseGrid = PHASE_GRID, device: t.device | str | None = None) -> PhaseGridResult:
-    """Train every (cell, seed) at once, then keep, per cell, the seed with the lowest exact expected loss."""
-    t.manual_seed(grid.seed)
-    cfg = ToyModelConfig(n_inst=grid.n_inst, n_features=2, d_hidden=1)
-    model = ToyModel(cfg, feature_probability=grid.feature_probability(), importance=grid.importance(), device=device)
-    history = model.optimize(batch_size=grid.batch_size, steps=grid.steps, lr=grid.lr, lr_scale=grid.lr_scale)
-    with t.no_grad():
-        loss = expected_loss(model.W, model.b_final, model.importance, model.feature_probability[:, 0]).float()
-    return PhaseGridResult(grid, model, history, loss, best_of_n(loss, grid.n_seeds))
-
-
-@dataclass
 class PhaseComparison:
     """Trained phases against the closed form, cell by cell (cells in the grid's order)."""
 
@@ -259,7 +219,7 @@ class PhaseComparison:
 
 
 def compare_with_theory(
-    result: PhaseGridResult,
+    result: SweepResult,
     phase_losses: Callable[[Tensor, Tensor], Tensor] = phase_losses,
     classify_phase: Callable[[Tensor, Tensor], list[str]] = classify_phase,
 ) -> PhaseComparison:
@@ -267,7 +227,7 @@ def compare_with_theory(
 
     The notebook passes the learner's own `phase_losses` and `classify_phase`; the tests use the reference ones.
     """
-    ratio, density = result.grid.cell_ratio(), result.grid.cell_density()
+    ratio, density = result.sweep.cell_ratio(), result.sweep.cell_density()
     analytic = phase_losses(ratio, density)
     ordered = analytic.sort(dim=-1).values
     labels = classify_phase(result.W, result.b_final)

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from utils.training import train_toy_model
+
 
 def constant_lr(step: int, steps: int) -> float:
     """Learning-rate multiplier that never changes."""
@@ -120,9 +122,7 @@ class ToyModel(nn.Module):
         weight_decay: float = 1e-2,
     ) -> dict[str, Tensor]:
         """Train every instance at once with AdamW; return the per-instance loss every `log_freq` steps."""
-        from utils.training import train
-
-        return train(self, batch_size, steps, log_freq, lr, lr_scale, weight_decay)
+        return train_toy_model(self, batch_size, steps, log_freq, lr, lr_scale, weight_decay)
 
 
 def superposition_stats(

@@ -1,26 +1,34 @@
 """Chapter 1, section 1: the experiments of the solutions notebook, and the measurements its claims rest on.
 
 The notebook and the science tests import their settings from here, so the tests assert the results at exactly the
-settings the notebook shows. Every sweep packs its settings × seeds as the instances of one `ToyModel`: instances are
-independent models, so extra seeds cost only their share of each step.
+settings the notebook shows. Every sweep packs its settings × seeds as the instances of one `ToyModel` (a `SeedGrid`
+of `utils.sweeps`): instances are independent models, so extra seeds cost only their share of each step.
+
+The grids of toy models and the measurements below serve every section of chapter 1: later sections import them
+from here, as their models extend section 1.1's `ToyModel`.
 """
 
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import einops
 import torch as t
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from solutions.tms.superposition import ToyModel, ToyModelConfig
+from utils.sweeps import SeedGrid
 from utils.training import per_instance_loss
 
-# A feature counts as represented when ‖W_i‖ > 0.9 and as not represented when ‖W_i‖ < 0.1. Never test ‖W_i‖ ≈ 1:
-# features in superposition grow past 1 (≈1.16 in the pentagon) so that the negative bias can filter interference.
-REPRESENTED = 0.9
+# The course's one definition: a feature is represented when ‖W_i‖ > 0.5, halfway between a dropped feature (≈ 0) and
+# one with a dimension of its own (≈ 1); every section counts features this way. A feature is dropped, clearly not
+# represented, when ‖W_i‖ < 0.1. Never test ‖W_i‖ ≈ 1: features in superposition grow past 1 (≈ 1.16 in the pentagon)
+# so that the negative bias can filter interference.
+REPRESENTED = 0.5
 NOT_REPRESENTED = 0.1
+# A regular polygon's corners are features with ‖W_i‖ > 0.9 (SCIENCE.md's definition of the pentagon), and its gaps
+# between neighbouring corners are 360°/corners ± 3°.
+POLYGON_CORNER_NORM = 0.9
 PENTAGON_TOLERANCE_DEGREES = 3.0
 
 
@@ -34,38 +42,53 @@ def constant_then_decay(step: int, steps: int) -> float:
     return min(1.0, 2 * (1 - step / steps))
 
 
-class SeedGrid:
-    """Settings × seeds packed as the instances of one model; the sweeps below are frozen dataclasses built on it.
+class ToyModelGrid(SeedGrid):
+    """A grid of toy models: section 1.1's `ToyModel`, or any class built like it, trained with its `optimize` and
+    ranked by each instance's loss on one large fresh batch (`evaluate_loss`).
 
-    Instance `setting * n_seeds + seed` has feature probability `feature_probabilities[setting]`. A subclass has the
-    fields below (what `train_sweep` reads) and says how to build its model: `config()` and `importance()`.
+    A subclass has the fields below and says how to build its model: `config()`, `importance()` and
+    `feature_probability()` (what `ToyModel(cfg, feature_probability, importance)` takes, per feature or per instance).
     """
 
-    feature_probabilities: tuple[float, ...]
-    n_seeds: int
     steps: int
     batch_size: int
     lr: float
     lr_scale: Callable[[int, int], float]
-    seed: int
 
     def config(self) -> ToyModelConfig:
         raise NotImplementedError
 
-    def importance(self) -> Float[Tensor, " feats"]:
+    def importance(self) -> Float[Tensor, "... feats"]:
         raise NotImplementedError
+
+    def feature_probability(self) -> Float[Tensor, "inst ..."]:
+        raise NotImplementedError
+
+    def build(self, model_class: type[ToyModel] | None = None, device: t.device | str | None = None) -> ToyModel:
+        model_class = model_class or ToyModel
+        return model_class(
+            self.config(), feature_probability=self.feature_probability(), importance=self.importance(), device=device
+        )
+
+    def train(self, model: ToyModel) -> dict[str, Tensor]:
+        return model.optimize(batch_size=self.batch_size, steps=self.steps, lr=self.lr, lr_scale=self.lr_scale)
+
+    def rank(self, model: ToyModel) -> Float[Tensor, " inst"]:
+        return evaluate_loss(model)
+
+
+class DensityGrid(ToyModelGrid):
+    """A grid whose settings are feature probabilities: instance `setting * n_seeds + seed` has every feature present
+    with probability `feature_probabilities[setting]`."""
+
+    feature_probabilities: tuple[float, ...]
 
     @property
     def n_settings(self) -> int:
         return len(self.feature_probabilities)
 
-    @property
-    def n_inst(self) -> int:
-        return self.n_settings * self.n_seeds
-
     def feature_probability(self) -> Float[Tensor, "inst 1"]:
-        p = t.tensor(self.feature_probabilities, dtype=t.float32)
-        return p.repeat_interleave(self.n_seeds).unsqueeze(-1)
+        return self.for_every_seed(t.tensor(self.feature_probabilities, dtype=t.float32)).unsqueeze(-1)
 
     def setting(self, feature_probability: float) -> int:
         """Index of the setting with this feature probability (to 0.1 %), so callers need not hard-code indices."""
@@ -74,13 +97,9 @@ class SeedGrid:
             raise KeyError(f"no setting with feature probability {feature_probability} in {self.feature_probabilities}")
         return close.index(True)
 
-    def instances(self, setting: int) -> range:
-        """The instances that train this setting, one per seed."""
-        return range(setting * self.n_seeds, (setting + 1) * self.n_seeds)
-
 
 @dataclass(frozen=True)
-class Sweep(SeedGrid):
+class Sweep(DensityGrid):
     """A grid of toy models, one per (feature probability, seed), trained as the instances of one `ToyModel`.
 
     Every instance has importance I_i = importance_decay ** i, so feature 0 matters most. `seed` fixes the
@@ -138,44 +157,6 @@ HUNDRED_TO_TWENTY = Sweep(
 )
 
 
-@dataclass
-class SweepResult:
-    """A trained sweep: the model, its training curve, its loss on a fresh batch, and the best seed per setting."""
-
-    sweep: SeedGrid
-    model: ToyModel
-    history: dict[str, Tensor]  # from `ToyModel.optimize`: {"step": [n_logs], "loss": [n_logs, inst]}
-    loss: Float[Tensor, " inst"]
-    best: Int[Tensor, " setting"]  # the instance index kept for each setting
-
-    @property
-    def W(self) -> Float[Tensor, "setting d_hidden feats"]:
-        """Weights of the best seed of every setting."""
-        return self.model.W.detach()[self.best].cpu()
-
-    @property
-    def b_final(self) -> Float[Tensor, "setting feats"]:
-        """Output biases of the best seed of every setting."""
-        return self.model.b_final.detach()[self.best].cpu()
-
-
-def train_sweep(
-    sweep: SeedGrid, model_class: type[ToyModel] = ToyModel, device: t.device | str | None = None
-) -> SweepResult:
-    """Train every (setting, seed) of a sweep at once, then keep the seed with the lowest loss for each setting.
-
-    `model_class` is the reference ToyModel by default; the notebooks pass the learner's own class, or the section's
-    model (a linear model, a neuron model, ...): anything built like a ToyModel that has `optimize`.
-    """
-    t.manual_seed(sweep.seed)
-    model = model_class(
-        sweep.config(), feature_probability=sweep.feature_probability(), importance=sweep.importance(), device=device
-    )
-    history = model.optimize(batch_size=sweep.batch_size, steps=sweep.steps, lr=sweep.lr, lr_scale=sweep.lr_scale)
-    loss = evaluate_loss(model).cpu()
-    return SweepResult(sweep, model, history, loss, best_of_n(loss, sweep.n_seeds))
-
-
 @t.no_grad()
 def evaluate_loss(model: ToyModel, batch_size: int = 1 << 16, seed: int = 0) -> Float[Tensor, " inst"]:
     """Each instance's loss on one large fresh batch, the same batch for instances with the same feature probabilities.
@@ -199,19 +180,6 @@ def evaluate_loss(model: ToyModel, batch_size: int = 1 << 16, seed: int = 0) -> 
     return total / (batch_size // chunk)
 
 
-def best_of_n(loss: Float[Tensor, " inst"], n_seeds: int) -> Int[Tensor, " setting"]:
-    """For each setting, the index of the instance (among its `n_seeds` seeds) with the lowest loss.
-
-    Why not trust one seed: gradient descent can settle in a local minimum and stay there. With 5 features in 2
-    dimensions at p ≈ 0.1, about 4 runs in 10 end in a "square" (two antipodal pairs, one feature dropped) that
-    survives 10k steps of training, although the pentagon reaches a lower loss at the same p. Several seeds per
-    setting, ranked by loss, recover the better solution: the rule the double-descent paper uses "to avoid local
-    minima".
-    """
-    per_setting = einops.rearrange(loss, "(setting seed) -> setting seed", seed=n_seeds)
-    return per_setting.argmin(dim=-1) + t.arange(per_setting.shape[0], device=loss.device) * n_seeds
-
-
 # ------------------------------------------------------------------------------------------- measurements
 
 
@@ -221,7 +189,7 @@ def feature_norms(W: Float[Tensor, "inst d_hidden feats"]) -> Float[Tensor, "ins
 
 
 def represented(W: Float[Tensor, "inst d_hidden feats"]) -> Bool[Tensor, "inst feats"]:
-    """Which features have ‖W_i‖ > 0.9."""
+    """Which features have ‖W_i‖ > 0.5."""
     return feature_norms(W) > REPRESENTED
 
 
@@ -237,19 +205,19 @@ def angle_between(W: Float[Tensor, "inst d_hidden feats"], i: int, j: int) -> Fl
 
 
 def angular_gaps(W: Float[Tensor, "2 feats"]) -> Float[Tensor, " represented"]:
-    """Angles in degrees between neighbouring represented features around the circle, in ascending order.
+    """Angles in degrees between neighbouring polygon corners (features with ‖W_i‖ > 0.9) around the circle, ascending.
 
     One instance with a 2-D hidden space. The gaps sum to 360°: five of 72° for a pentagon, four of 90° for a square
     (two antipodal pairs), 90° + 270° for two orthogonal features, and a 180° gap beside an antipodal pair.
     """
-    keep = W.norm(dim=0) > REPRESENTED
+    keep = W.norm(dim=0) > POLYGON_CORNER_NORM
     angles = t.atan2(W[1, keep], W[0, keep]).sort().values
     gaps = t.diff(angles, append=angles[:1] + 2 * math.pi)
     return gaps.rad2deg().sort().values
 
 
 def is_regular_polygon(W: Float[Tensor, "inst 2 feats"], n_corners: int) -> Bool[Tensor, " inst"]:
-    """Exactly `n_corners` features are represented and every gap between neighbours is 360°/n_corners ± 3°."""
+    """Exactly `n_corners` features have ‖W_i‖ > 0.9 and every gap between neighbours is 360°/n_corners ± 3°."""
     results = []
     for W_inst in W:
         gaps = angular_gaps(W_inst)
@@ -269,7 +237,7 @@ def is_square(W: Float[Tensor, "inst 2 feats"]) -> Bool[Tensor, " inst"]:
 
 
 def n_represented(W: Float[Tensor, "inst d_hidden feats"]) -> Int[Tensor, " inst"]:
-    """Number of features with ‖W_i‖ > 0.9."""
+    """Number of features with ‖W_i‖ > 0.5."""
     return represented(W).sum(dim=-1)
 
 

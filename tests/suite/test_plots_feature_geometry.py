@@ -8,7 +8,8 @@ import plotly.graph_objects as go
 import pytest
 import torch as t
 
-from solutions.tms.feature_geometry import STICKY_FRACTIONS, capacity, compute_dimensionality, dimensions_per_feature
+from solutions.tms.feature_geometry import capacity, compute_dimensionality, dimensions_per_feature
+from solutions.tms.feature_geometry_experiments import STICKY_FRACTIONS
 from utils.plots import feature_geometry as plots
 
 pytestmark = pytest.mark.usefixtures("no_show")  # plot functions return figures; never show
@@ -54,7 +55,7 @@ def test_dimensions_per_feature_plot_refuses_mismatched_lengths(W):
 
 def test_feature_scatter_shows_every_represented_feature_and_the_sticky_fractions(W):
     D = compute_dimensionality(W)
-    fig = plots.plot_feature_dimensionalities(P, D, dimensions_per_feature(W))
+    fig = plots.plot_feature_dimensionalities(P, D, STICKY_FRACTIONS, dimensions_per_feature(W))
     points, line = fig.data
     keep = (D >= 0.05).numpy()
     assert len(points.y) == keep.sum()
@@ -72,7 +73,7 @@ def test_feature_scatter_shows_every_represented_feature_and_the_sticky_fraction
 
 def test_feature_scatter_is_deterministic(W):
     D = compute_dimensionality(W)
-    first, second = (plots.plot_feature_dimensionalities(P, D) for _ in range(2))
+    first, second = (plots.plot_feature_dimensionalities(P, D, STICKY_FRACTIONS) for _ in range(2))
     assert np.array_equal(first.data[0].x, second.data[0].x)
 
 
@@ -99,6 +100,6 @@ def test_capacity_plot_accepts_one_model_and_refuses_mismatched_importance(W):
 def test_plots_accept_tensors_on_any_device_that_require_grad(W):
     W = W.clone().requires_grad_(True)
     D = compute_dimensionality(W)
-    plots.plot_feature_dimensionalities(P, D, dimensions_per_feature(W))
+    plots.plot_feature_dimensionalities(P, D, STICKY_FRACTIONS, dimensions_per_feature(W))
     plots.plot_dimensions_per_feature(P, dimensions_per_feature(W))
     plots.plot_capacity(t.ones(12), capacity(W))

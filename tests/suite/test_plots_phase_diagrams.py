@@ -5,6 +5,8 @@ import plotly.graph_objects as go
 import pytest
 import torch as t
 
+from solutions.tms.phase_diagrams import PHASES as LABELS
+from solutions.tms.phase_diagrams_experiments import superposition_boundary
 from utils.plots import phase_diagrams as plots
 
 pytestmark = pytest.mark.usefixtures("no_show")  # plot functions return figures; never show
@@ -23,7 +25,7 @@ def array(values) -> np.ndarray:
 def fig() -> go.Figure:
     highlight = t.zeros(4, 3, dtype=t.bool)
     highlight[3, 1] = True
-    return plots.plot_phase_diagram(RATIO, DENSITY, PHASES, highlight=highlight)
+    return plots.plot_phase_diagram(RATIO, DENSITY, PHASES, LABELS, superposition_boundary, highlight=highlight)
 
 
 def test_heatmap_rows_are_densities_and_columns_ratios(fig):
@@ -64,7 +66,7 @@ def test_highlighted_cells_are_circled(fig):
 
 
 def test_axes_are_labelled_with_the_values():
-    fig = plots.plot_phase_diagram(RATIO, DENSITY, PHASES)
+    fig = plots.plot_phase_diagram(RATIO, DENSITY, PHASES, LABELS, superposition_boundary)
     assert list(fig.layout.xaxis.ticktext) == ["0.1", "0.5", "2", "10"]
     assert list(fig.layout.yaxis.ticktext) == ["1", "0.2", "0.01"]
     assert not [trace for trace in fig.data if trace.name == "disagrees with the closed form"]
@@ -72,9 +74,11 @@ def test_axes_are_labelled_with_the_values():
 
 def test_wrong_shapes_are_refused():
     with pytest.raises(ValueError, match="phases"):
-        plots.plot_phase_diagram(RATIO, DENSITY, PHASES.T)
+        plots.plot_phase_diagram(RATIO, DENSITY, PHASES.T, LABELS, superposition_boundary)
     with pytest.raises(ValueError, match="highlight"):
-        plots.plot_phase_diagram(RATIO, DENSITY, PHASES, highlight=t.zeros(3, 4, dtype=t.bool))
+        plots.plot_phase_diagram(
+            RATIO, DENSITY, PHASES, LABELS, superposition_boundary, highlight=t.zeros(3, 4, dtype=t.bool)
+        )
 
 
 def test_candidate_losses_one_line_per_candidate_and_the_lowest_marked():

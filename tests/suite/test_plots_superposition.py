@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import pytest
 import torch as t
 
-from solutions.tms.superposition import ToyModel, ToyModelConfig
+from solutions.tms.superposition import ToyModel, ToyModelConfig, superposition_stats
 from utils.plots import superposition as plots
 
 pytestmark = pytest.mark.usefixtures("no_show")  # plot functions return figures; never show
@@ -164,7 +164,7 @@ def W_nd() -> t.Tensor:
 
 @pytest.fixture(scope="module")
 def fig_nd(W_nd) -> go.Figure:
-    return plots.plot_features_in_Nd(W_nd, titles=["first", "second", "third"])
+    return plots.plot_features_in_Nd(W_nd, superposition_stats(W_nd)[1], titles=["first", "second", "third"])
 
 
 def by_type(fig: go.Figure, kind: str) -> list:
@@ -212,7 +212,7 @@ def test_nd_one_row_per_instance_sharing_the_feature_axis(fig_nd):
 
 def test_nd_custom_colors(W_nd):
     colors = t.linspace(0, 2, 6)  # one value per feature, the same for every instance
-    fig = plots.plot_features_in_Nd(W_nd[:2], colors=colors, color_label="importance")
+    fig = plots.plot_features_in_Nd(W_nd[:2], colors, color_label="importance")
     for bar in by_type(fig, "bar"):
         np.testing.assert_allclose(array(bar.marker.color), colors, rtol=1e-6)
     assert (fig.layout.coloraxis.cmin, fig.layout.coloraxis.cmax) == (0, 2)

@@ -12,8 +12,8 @@ the lowest loss on a fresh batch.
 import pytest
 import torch as t
 
-from solutions.tms import correlated as c
-from solutions.tms.superposition_experiments import SweepResult, train_sweep
+from solutions.tms import correlated_experiments as c
+from utils.sweeps import SweepResult, train_sweep
 
 pytestmark = pytest.mark.slow
 

@@ -14,9 +14,9 @@ CPU-sized: n = 1000, m = 2, p = 0.01, unit-norm points):
 import pytest
 import torch as t
 
-from solutions.tms.double_descent import (
+from solutions.tms.double_descent import DoubleDescentModel
+from solutions.tms.double_descent_experiments import (
     DOUBLE_DESCENT,
-    DoubleDescentModel,
     SparseDataset,
     reconstruction_loss,
     reconstruction_loss_reference,

@@ -9,20 +9,18 @@ important features first.
 import pytest
 import torch as t
 
-from solutions.tms.feature_geometry import (
+from solutions.tms.feature_geometry import capacity, compute_dimensionality, dimensions_per_feature
+from solutions.tms.feature_geometry_experiments import (
     CAPACITY,
     DIMENSIONALITY,
     STICKY_FRACTIONS,
-    capacity,
-    compute_dimensionality,
-    dimensions_per_feature,
     is_line,
     line_counts,
     order_violations,
     pooled_dimensionalities,
     rank_correlation,
 )
-from solutions.tms.superposition_experiments import SweepResult, train_sweep
+from utils.sweeps import SweepResult, train_sweep
 
 pytestmark = pytest.mark.slow
 

@@ -16,12 +16,13 @@ from solutions.tms.phase_diagrams_experiments import (
     compare_with_theory,
     expected_loss,
     monte_carlo_losses,
-    n_represented_features,
     optimal_model,
     superposition_boundary,
     train_linear_and_relu,
-    train_phase_grid,
 )
+from solutions.tms.superposition import ToyModel
+from solutions.tms.superposition_experiments import n_represented
+from utils.sweeps import train_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +74,7 @@ def linear_and_relu():
 
 
 def counts_by_density(result) -> dict[float, int]:
-    return dict(zip(LINEAR_VS_RELU.feature_probabilities, n_represented_features(result.W).tolist(), strict=True))
+    return dict(zip(LINEAR_VS_RELU.feature_probabilities, n_represented(result.W).tolist(), strict=True))
 
 
 def test_linear_model_keeps_exactly_the_most_important_features(linear_and_relu):
@@ -128,7 +129,7 @@ def test_relu_superposition_beats_every_five_feature_solution_at_p_03(linear_and
 @pytest.fixture(scope="module")
 def phase_grid():
     t.set_num_threads(1)
-    result = train_phase_grid(PHASE_GRID)
+    result = train_sweep(PHASE_GRID, ToyModel)
     return result, compare_with_theory(result)
 
 
@@ -144,7 +145,7 @@ def test_trained_phases_agree_with_the_closed_form_away_from_the_boundary(phase_
     _, comparison = phase_grid
     away = comparison.away_from_boundary
     n_agree, n_away = int((comparison.agree & away).sum()), int(away.sum())
-    assert n_away >= 40, f"only {n_away} of {PHASE_GRID.n_cells} cells have a gap ≥ {BOUNDARY_GAP}"
+    assert n_away >= 40, f"only {n_away} of {PHASE_GRID.n_settings} cells have a gap ≥ {BOUNDARY_GAP}"
     assert n_agree >= 0.9 * n_away, f"{n_agree}/{n_away} cells away from the boundary agree. {describe(comparison)}"
 
 

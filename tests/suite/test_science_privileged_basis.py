@@ -10,8 +10,10 @@ Each sweep is trained once per module with the notebook's seeds; every claim is 
 import pytest
 import torch as t
 
-from solutions.tms import privileged_basis as pb
-from solutions.tms.superposition_experiments import SweepResult, train_sweep
+from solutions.tms import privileged_basis as models
+from solutions.tms import privileged_basis_experiments as pb
+from solutions.tms.superposition_experiments import n_represented
+from utils.sweeps import SweepResult, train_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -19,13 +21,13 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def neurons() -> SweepResult:
     t.set_num_threads(1)
-    return train_sweep(pb.PRIVILEGED_BASIS, pb.NeuronModel)
+    return train_sweep(pb.PRIVILEGED_BASIS, models.NeuronModel)
 
 
 @pytest.fixture(scope="module")
 def computation() -> SweepResult:
     t.set_num_threads(1)
-    return train_sweep(pb.ABSOLUTE_VALUE, pb.NeuronComputationModel)
+    return train_sweep(pb.ABSOLUTE_VALUE, models.NeuronComputationModel)
 
 
 def best_W(result: SweepResult) -> t.Tensor:
@@ -35,7 +37,7 @@ def best_W(result: SweepResult) -> t.Tensor:
 def measured_neurons(result: SweepResult) -> str:
     W = best_W(result)
     return (
-        f"p {list(result.sweep.feature_probabilities)}: features represented {pb.n_represented(W).tolist()}, "
+        f"p {list(result.sweep.feature_probabilities)}: features represented {n_represented(W).tolist()}, "
         f"monosemantic neurons {pb.n_monosemantic(W).tolist()}, losses {[round(x, 5) for x in result.loss.tolist()]}"
     )
 
@@ -47,13 +49,13 @@ def test_dense_features_get_one_monosemantic_neuron_each(neurons):
     W = best_W(neurons)[0]  # p = 0.75
     feature_of_neuron = (W**2).argmax(-1).sort().values
     measured = measured_neurons(neurons)
-    assert pb.n_represented(W[None]).item() == 5, f"p=0.75: exactly 5 features should be represented; {measured}"
+    assert n_represented(W[None]).item() == 5, f"p=0.75: exactly 5 features should be represented; {measured}"
     assert pb.n_monosemantic(W[None]).item() == 5, f"p=0.75: all 5 neurons should be monosemantic; {measured}"
     assert feature_of_neuron.tolist() == [0, 1, 2, 3, 4], f"the 5 neurons should carry the top-5 features; {measured}"
 
 
 def test_sparser_features_are_represented_more(neurons):
-    counts = pb.n_represented(best_W(neurons))
+    counts = n_represented(best_W(neurons))
     measured = measured_neurons(neurons)
     assert (counts.diff() >= 0).all(), f"features represented should never fall as p falls; {measured}"
     assert counts[-1] == 10 and counts[-1] > counts[0], f"all 10 features at p=0.01; {measured}"

@@ -12,6 +12,7 @@ import torch as t
 from torch import Tensor
 
 from solutions.tms import superposition_experiments as ex
+from utils.sweeps import SweepResult, train_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -19,26 +20,26 @@ SPARSE = (0.02, 0.01, 0.005, 0.002, 0.001)
 
 
 @pytest.fixture(scope="module")
-def five_to_two() -> ex.SweepResult:
-    return ex.train_sweep(ex.FIVE_TO_TWO)
+def five_to_two() -> SweepResult:
+    return train_sweep(ex.FIVE_TO_TWO)
 
 
 @pytest.fixture(scope="module")
-def least_important_first() -> ex.SweepResult:
-    return ex.train_sweep(ex.LEAST_IMPORTANT_FIRST)
+def least_important_first() -> SweepResult:
+    return train_sweep(ex.LEAST_IMPORTANT_FIRST)
 
 
 def rounded(values: Tensor | list[float], digits: int = 3) -> list[float]:
     return [round(v, digits) for v in t.as_tensor(values).tolist()]
 
 
-def best_at(result: ex.SweepResult, feature_probability: float) -> tuple[Tensor, Tensor, float]:
+def best_at(result: SweepResult, feature_probability: float) -> tuple[Tensor, Tensor, float]:
     """W [1, d_hidden, feats], b_final [feats] and loss of the best seed at this feature probability."""
     k = result.sweep.setting(feature_probability)
     return result.W[k : k + 1], result.b_final[k], result.loss[result.best[k]].item()
 
 
-def outcomes(result: ex.SweepResult, setting: int) -> list[str]:
+def outcomes(result: SweepResult, setting: int) -> list[str]:
     """What each seed of a 5 → 2 setting ended as: "pentagon", "square" or the number of represented features."""
     W = result.model.W.detach()[list(result.sweep.instances(setting))]
     pentagon, square, n = ex.is_pentagon(W), ex.is_square(W), ex.n_represented(W)
@@ -93,7 +94,7 @@ def test_densest_settings_represent_two_orthogonal_features(five_to_two):
         W, b, loss = best_at(five_to_two, p)
         gaps = ex.angular_gaps(W[0])
         measured = f"p={p:.3f}: norms {rounded(ex.feature_norms(W)[0])}, gaps {rounded(gaps, 1)}°"
-        assert ex.n_represented(W).item() == 2, f"expected exactly 2 features with ‖W‖ > 0.9; {measured}"
+        assert ex.n_represented(W).item() == 2, f"expected exactly 2 features with ‖W‖ > 0.5; {measured}"
         assert abs(gaps[0].item() - 90) <= 3, f"the two features should be orthogonal; {measured}"
 
 

@@ -5,14 +5,13 @@ changes global state or needs widgets. Tensors may live on any device and may re
 CPU first.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
 from jaxtyping import Float
 from torch import Tensor
 
-from solutions.tms.feature_geometry import STICKY_FRACTIONS
 from utils.plots.superposition import TEMPLATE, to_numpy
 
 __all__ = ["plot_capacity", "plot_dimensions_per_feature", "plot_feature_dimensionalities"]
@@ -76,11 +75,13 @@ def plot_dimensions_per_feature(
 def plot_feature_dimensionalities(
     feature_probability: Float[Tensor, " inst"] | Sequence[float],
     dimensionality: Float[Tensor, "inst feats"],
+    fractions: Mapping[str, float],
     dimensions_per_feature: Float[Tensor, " inst"] | Sequence[float] | None = None,
     min_dimensionality: float = 0.05,
     title: str = "Feature dimensionalities D<sub>i</sub> stick at simple fractions",
 ) -> go.Figure:
-    """Every feature's D_i against 1/(1 − S), with the sticky fractions as guides and D* as a line if given.
+    """Every feature's D_i against 1/(1 − S), with `fractions` (label → value: section 1.5's STICKY_FRACTIONS) as
+    guides and D* as a line if given.
 
     Features below `min_dimensionality` (those not represented) are left out: hundreds of points at 0 hide nothing
     but the picture. Points get a small deterministic horizontal jitter so that features at the same D_i don't
@@ -101,10 +102,11 @@ def plot_feature_dimensionalities(
             hovertemplate=HOVER_FEATURE,
         )
     )  # fmt: skip
-    for label, value in STICKY_FRACTIONS.items():
+    for label, value in fractions.items():
         color = HALF_COLOR if label == "1/2" else GUIDE_COLOR
+        annotation = f"{label}  {GEOMETRY[label]}" if label in GEOMETRY else label
         fig.add_hline(
-            y=value, line=dict(color=color, dash="dot", width=1), annotation_text=f"{label}  {GEOMETRY[label]}",
+            y=value, line=dict(color=color, dash="dot", width=1), annotation_text=annotation,
             annotation_position="right", annotation_font=dict(size=10, color=color),
         )  # fmt: skip
     if dimensions_per_feature is not None:

@@ -4,7 +4,7 @@ Every function builds and returns a plotly Figure; the notebook calls `.show()` 
 changes global state or needs widgets. Tensors may live on any device: they are copied to the CPU first.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -12,13 +12,12 @@ import torch as t
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from solutions.tms.phase_diagrams import PHASES
-from solutions.tms.phase_diagrams_experiments import superposition_boundary
 from utils.plots.superposition import TEMPLATE, to_numpy
 
 __all__ = ["PHASE_COLORS", "plot_candidate_losses", "plot_phase_diagram"]
 
-# One colour per phase, in the order of PHASES: grey = feature 2 dropped, orange = feature 2 alone, purple = both.
+# One colour per phase, in the order of section 1.2's PHASES ("not represented", "dedicated", "superposition"):
+# grey = feature 2 dropped, orange = feature 2 alone, purple = both.
 PHASE_COLORS = ("#9aa5b1", "#f0a030", "#7b3fb0")
 
 
@@ -27,25 +26,29 @@ def log_ticks(values: np.ndarray) -> dict:
     return dict(tickvals=np.log10(values), ticktext=[f"{v:.2g}" for v in values])
 
 
-def superposition_boundary_curve(r_min: float, r_max: float, n: int = 200) -> tuple[np.ndarray, np.ndarray]:
-    """log10 r and log10 p along the analytic superposition boundary p = 4r/(2+5r) (r ≤ 1), 4/(5+2r) (r ≥ 1)."""
+def boundary_curve(
+    boundary: Callable[[Tensor], Tensor], r_min: float, r_max: float, n: int = 200
+) -> tuple[np.ndarray, np.ndarray]:
+    """log10 r and log10 p along a boundary p = boundary(r), for r from r_min to r_max."""
     r = t.logspace(np.log10(r_min), np.log10(r_max), n, dtype=t.float64)
-    return np.log10(r.numpy()), np.log10(superposition_boundary(r).numpy())
+    return np.log10(r.numpy()), np.log10(boundary(r).numpy())
 
 
 def plot_phase_diagram(
     importance_ratio: Float[Tensor, " n_ratio"],
     density: Float[Tensor, " n_density"],
     phases: Int[Tensor, "n_ratio n_density"],
+    labels: Sequence[str],
+    boundary: Callable[[Tensor], Tensor],
     highlight: Tensor | None = None,
     title: str = "Trained phase of 2 features in 1 dimension (best seed per cell) and the analytic boundary",
 ) -> go.Figure:
     """The phase of every cell of a grid (x: importance ratio r, y: density p, both log scale), with the boundary.
 
-    `phases` holds indices into PHASES ("not represented", "dedicated", "superposition"). The dashed lines are the
-    closed-form boundaries between the three candidate solutions: superposition below the curve, "not represented"
-    above it for r < 1 and "dedicated" for r > 1. `highlight` ([n_ratio n_density] booleans) circles cells, e.g.
-    those where training disagrees with the closed form.
+    `phases` holds indices into `labels` (section 1.2's PHASES: "not represented", "dedicated", "superposition").
+    The dashed lines are the closed-form boundaries between the three candidate solutions: superposition below the
+    curve p = boundary(r), "not represented" above it for r < 1 and "dedicated" for r > 1. `highlight`
+    ([n_ratio n_density] booleans) circles cells, e.g. those where training disagrees with the closed form.
     """
     ratio_np, density_np, phases_np = to_numpy(importance_ratio), to_numpy(density), to_numpy(phases).astype(int)
     if phases_np.shape != (len(ratio_np), len(density_np)):
@@ -54,16 +57,16 @@ def plot_phase_diagram(
     # Heatmap rows are densities (y) and columns ratios (x). Three colour bands on a 0..2 scale: one per phase.
     bands = [[0, PHASE_COLORS[0]], [1 / 3, PHASE_COLORS[0]], [1 / 3, PHASE_COLORS[1]], [2 / 3, PHASE_COLORS[1]],
              [2 / 3, PHASE_COLORS[2]], [1, PHASE_COLORS[2]]]  # fmt: skip
-    labels = np.array(PHASES, dtype=object)[phases_np.T]
-    customdata = np.stack(np.broadcast_arrays(ratio_np[None, :], density_np[:, None], labels), axis=-1)
+    names = np.array(labels, dtype=object)[phases_np.T]
+    customdata = np.stack(np.broadcast_arrays(ratio_np[None, :], density_np[:, None], names), axis=-1)
     heatmap = go.Heatmap(
         z=phases_np.T, x=x, y=y, zmin=-0.5, zmax=2.5, colorscale=bands, customdata=customdata, name="trained phase",
-        colorbar=dict(tickvals=[0, 1, 2], ticktext=list(PHASES), title=dict(text="trained phase", side="right")),
+        colorbar=dict(tickvals=[0, 1, 2], ticktext=list(labels), title=dict(text="trained phase", side="right")),
         hovertemplate="r = %{customdata[0]:.3g}, p = %{customdata[1]:.3g}<br>%{customdata[2]}<extra></extra>",
     )  # fmt: skip
     step_x = (x[1] - x[0]) / 2 if len(x) > 1 else 0.5
     step_y = abs(y[1] - y[0]) / 2 if len(y) > 1 else 0.5
-    curve_x, curve_y = superposition_boundary_curve(10 ** (x.min() - step_x), 10 ** (x.max() + step_x))
+    curve_x, curve_y = boundary_curve(boundary, 10 ** (x.min() - step_x), 10 ** (x.max() + step_x))
     line = dict(color="black", width=2, dash="dash")
     traces = [
         heatmap,

@@ -15,9 +15,7 @@ import torch as t
 from jaxtyping import Float
 from plotly.colors import sample_colorscale, sequential
 from plotly.subplots import make_subplots
-from torch import Tensor
-
-from solutions.tms.superposition import ToyModel, superposition_stats
+from torch import Tensor, nn
 
 __all__ = [
     "plot_features_in_2d",
@@ -165,7 +163,7 @@ def plot_features_in_2d(
     return fig
 
 
-def plot_hidden_states(model: ToyModel, batch_size: int = 200, titles: Sequence[str] | None = None) -> go.Figure:
+def plot_hidden_states(model: nn.Module, batch_size: int = 200, titles: Sequence[str] | None = None) -> go.Figure:
     """The features of a 2-D model (coloured by importance) over the hidden states h = W x of a fresh batch.
 
     With sparse features most points lie on the feature lines (one feature active at a time) or at the origin;
@@ -185,21 +183,23 @@ def plot_hidden_states(model: ToyModel, batch_size: int = 200, titles: Sequence[
 
 def plot_features_in_Nd(
     W: Float[Tensor, "inst d_hidden feats"],
+    colors: Float[Tensor, "inst feats"],
     titles: Sequence[str] | None = None,
-    colors: Float[Tensor, "inst feats"] | None = None,
     color_label: str = "interference",
 ) -> go.Figure:
     """The paper's picture of a large model, one row per instance: ‖W_i‖ as bars, and WᵀW as a heatmap.
 
-    Each bar is coloured by the feature's interference Σ_{j≠i}(Ŵ_i·W_j)² (or by `colors`, if given): dark for
-    a feature with a dimension to itself, bright for one in superposition. Feature 0 is at the top; order
-    features by decreasing importance (as the course's runs do) to read "most important at the top".
+    Each bar is coloured by `colors` (one value per feature, or per instance and feature): the paper colours it by
+    the feature's interference Σ_{j≠i}(Ŵ_i·W_j)², from `superposition_stats`, on a scale from 0 (dark: a dimension
+    to itself) to 1 (bright: in superposition); any other `color_label` gets a scale from the values' minimum to
+    their maximum. Feature 0 is at the top; order features by decreasing importance (as the course's runs do) to
+    read "most important at the top".
     """
     W_cpu = W.detach().float().cpu()
-    norms, interference = superposition_stats(W_cpu)
     gram = einops.einsum(W_cpu, W_cpu, "inst d_hidden feat_i, inst d_hidden feat_j -> inst feat_i feat_j").numpy()
-    values = interference.numpy() if colors is None else np.broadcast_to(to_numpy(colors), norms.shape)
-    norms = norms.numpy()
+    norms = W_cpu.norm(dim=1).numpy()
+    values = np.broadcast_to(to_numpy(colors), norms.shape)
+    interference = color_label == "interference"
     n_inst, n_feats = norms.shape
     check_length("titles", titles, n_inst)
 
@@ -237,7 +237,7 @@ def plot_features_in_Nd(
     # the first sits between the two columns, next to the bars it explains.
     colorbar = dict(thickness=12, lenmode="pixels", len=min(260.0, 0.9 * plot_height), y=1, yanchor="top")
     bar_colorbar = colorbar | dict(x=fig.layout.xaxis.domain[1] + 0.01, title=dict(text=color_label, side="right"))
-    if colors is None:
+    if interference:
         # Interference is capped at 1 on the scale: that much is already as much as a whole other feature.
         bar_colorbar |= dict(tickvals=[0, 0.5, 1], ticktext=["0", "0.5", "≥1"])
         scale = dict(cmin=0, cmax=1, colorbar=bar_colorbar)
@@ -252,7 +252,7 @@ def plot_features_in_Nd(
         coloraxis2=dict(colorscale=GRAM_SCALE, cmin=-gram_max, cmax=gram_max, colorbar=gram_colorbar),
         title=dict(
             text=f"Left: norm ‖W<sub>i</sub>‖ of each feature, coloured by {color_label}"
-            + (" Σ<sub>j≠i</sub>(Ŵ<sub>i</sub>·W<sub>j</sub>)²" if colors is None else "")
+            + (" Σ<sub>j≠i</sub>(Ŵ<sub>i</sub>·W<sub>j</sub>)²" if interference else "")
             + f"<br>({explanation}). Right: W<sup>T</sup>W (red = same direction, blue = opposite).",
             font=dict(size=14),
         ),
