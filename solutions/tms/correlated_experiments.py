@@ -1,8 +1,8 @@
 """Chapter 1, section 3: the experiments of the solutions notebook, and the measurements its claims rest on.
 
-ARENA's three experiments (SCIENCE T8), 4 or 6 features in 2 dimensions, all of importance 1: two correlated pairs,
-two anticorrelated pairs, and three correlated pairs. The notebook and the science tests import their settings from
-here, so the tests assert the results at exactly the settings the notebook shows.
+ARENA's three experiments (target T8 of the README), 4 or 6 features in 2 dimensions, all of importance 1: two
+correlated pairs, two anticorrelated pairs, and three correlated pairs. The notebook and the science tests import
+their settings from here, so the tests assert the results at exactly the settings the notebook shows.
 """
 
 from collections.abc import Callable
@@ -67,7 +67,7 @@ def densities(base: float, n: int = 5) -> tuple[float, ...]:
     return tuple(base ** -(0.5 + 0.5 * k / (n - 1)) for k in range(n))
 
 
-# ARENA's three experiments (SCIENCE T8), 4 or 6 features in 2 dimensions, all of importance 1. Seeds per setting:
+# ARENA's three experiments (target T8), 4 or 6 features in 2 dimensions, all of importance 1. Seeds per setting:
 # two anticorrelated pairs fall into a local minimum (each feature opposite a feature of the other pair) in about
 # half the runs, so they get 8; the others rarely do (≤ 1 run in 8), and 3 or 4 suffice.
 CORRELATED = PairSweep(

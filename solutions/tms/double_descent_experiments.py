@@ -1,10 +1,10 @@
 """Chapter 1, section 6: the experiments of the solutions notebook, and the measurements its claims rest on.
 
-The sweep trains toy models on fixed training sets of T points, for T from 3 to 2000 (SCIENCE T11, at CPU size:
-1000 features, p = 0.01, two hidden dimensions), every (dataset size, seed) pair as one instance of one model, and
-measures how the dimensionality of the features and of the training points changes with T. The notebook and the
-science tests import their settings from here, so the tests assert the results at exactly the settings the notebook
-shows.
+The sweep trains toy models on fixed training sets of T points, for T from 3 to 2000 (target T11 of the README, at
+CPU size: 1000 features, p = 0.01, two hidden dimensions), every (dataset size, seed) pair as one instance of one
+model, and measures how the dimensionality of the features and of the training points changes with T. The notebook
+and the science tests import their settings from here, so the tests assert the results at exactly the settings the
+notebook shows.
 """
 
 import functools

@@ -14,7 +14,7 @@ from torch import Tensor
 from solutions.tms.superposition import ToyModel
 from solutions.tms.superposition_experiments import Sweep
 
-# A neuron counts as monosemantic when its largest feature carries at least 90 % of its squared weight (SCIENCE T9);
+# A neuron counts as monosemantic when its largest feature carries at least 90 % of its squared weight (target T9);
 # a feature as represented when ‖W_i‖ > 0.5, as in every section (`superposition_experiments.REPRESENTED`).
 MONOSEMANTIC = 0.9
 # A signed half of a feature (its positive or negative inputs) counts as computed when the mean squared error of its

@@ -26,8 +26,8 @@ from utils.training import per_instance_loss
 # so that the negative bias can filter interference.
 REPRESENTED = 0.5
 NOT_REPRESENTED = 0.1
-# A regular polygon's corners are features with ‖W_i‖ > 0.9 (SCIENCE.md's definition of the pentagon), and its gaps
-# between neighbouring corners are 360°/corners ± 3°.
+# A regular polygon's corners are features with ‖W_i‖ > 0.9 (the definition of the pentagon the targets use), and
+# its gaps between neighbouring corners are 360°/corners ± 3°.
 POLYGON_CORNER_NORM = 0.9
 PENTAGON_TOLERANCE_DEGREES = 3.0
 

@@ -11,7 +11,7 @@ import torch as t
 
 import utils.plots
 
-MODULES = sorted(f"utils.plots.{m.name}" for m in pkgutil.iter_modules(utils.plots.__path__))
+MODULES = sorted(m.name for m in pkgutil.walk_packages(utils.plots.__path__, "utils.plots.") if not m.ispkg)
 
 
 def test_every_section_has_a_plot_module():

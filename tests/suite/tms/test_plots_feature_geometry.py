@@ -10,7 +10,7 @@ import torch as t
 
 from solutions.tms.feature_geometry import capacity, compute_dimensionality, dimensions_per_feature
 from solutions.tms.feature_geometry_experiments import STICKY_FRACTIONS
-from utils.plots import feature_geometry as plots
+from utils.plots.tms import feature_geometry as plots
 
 pytestmark = pytest.mark.usefixtures("no_show")  # plot functions return figures; never show
 

@@ -1,6 +1,6 @@
 """The science of chapter 1, section 4, asserted with numbers at exactly the settings of the solutions notebook.
 
-Targets (reference/SCIENCE.md T9, T10): with a ReLU on the hidden layer, dense features get one monosemantic neuron
+Targets T9, T10: with a ReLU on the hidden layer, dense features get one monosemantic neuron
 each and sparse features share polysemantic neurons; and a model computing abs(x) computes m/2 features with two
 neurons each when features are dense, but more than its m neurons could compute alone when features are sparse
 (more signed halves ReLU(±x_i) than neurons; in this CPU-sized run most sparse features are computed for one sign).

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch as t
 
-from utils.plots import double_descent as plots
+from utils.plots.tms import double_descent as plots
 
 pytestmark = pytest.mark.usefixtures("no_show")  # plot functions return figures; never show
 

@@ -1,6 +1,6 @@
 """Science of chapter 1, section 5, asserted with numbers at exactly the settings the notebook shows.
 
-T7 (SCIENCE.md): with 200 equally important features in 20 dimensions, dimensions per feature D* = m / ‖W‖_F² is ≈1
+Target T7: with 200 equally important features in 20 dimensions, dimensions per feature D* = m / ‖W‖_F² is ≈1
 when features are dense, falls as they become sparse, and sticks at 1/2 (antipodal pairs) over a range of
 sparsities. Capacity (Scherlis et al. 2022) equals dimensionality, sums to at most d_hidden, and goes to the most
 important features first.

@@ -7,7 +7,7 @@ import torch as t
 
 from solutions.tms.phase_diagrams import PHASES as LABELS
 from solutions.tms.phase_diagrams_experiments import superposition_boundary
-from utils.plots import phase_diagrams as plots
+from utils.plots.tms import phase_diagrams as plots
 
 pytestmark = pytest.mark.usefixtures("no_show")  # plot functions return figures; never show
 

@@ -12,7 +12,7 @@ from jaxtyping import Float
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from utils.plots.superposition import TEMPLATE, plot_features_in_2d, to_numpy
+from utils.plots.tms.superposition import TEMPLATE, plot_features_in_2d, to_numpy
 
 __all__ = ["feature_groups", "pair_colors", "plot_batch_cooccurrence", "plot_features_by_pair"]
 

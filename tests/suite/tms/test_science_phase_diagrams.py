@@ -1,6 +1,6 @@
 """Section 1.2's science, asserted with numbers at exactly the solutions notebook's settings.
 
-SCIENCE T4 (linear vs ReLU, 20 → 5) and T5 (2 → 1 phase diagram against the closed form). Each fixture trains
+Targets T4 (linear vs ReLU, 20 → 5) and T5 (2 → 1 phase diagram against the closed form). Each fixture trains
 once per module; assertion messages show the measured numbers.
 """
 
@@ -106,7 +106,7 @@ def test_relu_model_uses_superposition_once_features_are_sparse(linear_and_relu)
 
 
 def test_relu_dimensions_per_feature_fall_below_0_6_when_sparse(linear_and_relu):
-    # D* = m / ‖W‖_F², the hidden dimensions per represented unit of feature norm (SCIENCE T4: 1.0 dense, < 0.6 at
+    # D* = m / ‖W‖_F², the hidden dimensions per represented unit of feature norm (target T4: 1.0 dense, < 0.6 at
     # p ≤ 0.1; the reference run measured 0.55 to 0.34).
     result = linear_and_relu["relu"]
     d_star = LINEAR_VS_RELU.d_hidden / result.W.pow(2).sum(dim=(1, 2))
@@ -169,10 +169,10 @@ def test_no_trained_model_beats_the_closed_form_optimum_by_much(phase_grid):
 
 
 def test_superposed_models_reach_the_exact_optimum_and_its_small_bias(phase_grid):
-    """SCIENCE T5 says ‖b‖ < 0.01 in superposition at p ≤ 0.1. Measured, the trained ‖b‖ reaches 0.0104 at the
-    corners r = 0.1 and r = 10 of p = 0.1. That is not a training artefact: the exact optimum of the expected loss
-    (L-BFGS from the trained model) has ‖b‖ = 0.01005 there, and the trained model sits within 0.0004 of it. So
-    assert what is true: every superposed model at p ≤ 0.1 is the exact optimum, whose bias is below 0.0101
+    """Target T5 as first written said ‖b‖ < 0.01 in superposition at p ≤ 0.1. Measured, the trained ‖b‖ reaches
+    0.0104 at the corners r = 0.1 and r = 10 of p = 0.1. That is not a training artefact: the exact optimum of the
+    expected loss (L-BFGS from the trained model) has ‖b‖ = 0.01005 there, and the trained model sits within 0.0004
+    of it. So assert what is true: every superposed model at p ≤ 0.1 is the exact optimum, whose bias is below 0.0101
     (below 0.002 at p ≤ 0.05)."""
     result, comparison = phase_grid
     labels = classify_phase(result.W, result.b_final)

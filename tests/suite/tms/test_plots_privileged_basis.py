@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import pytest
 import torch as t
 
-from utils.plots import privileged_basis as plots
+from utils.plots.tms import privileged_basis as plots
 
 pytestmark = pytest.mark.usefixtures("no_show")  # plot functions return figures; never show
 

@@ -1,6 +1,6 @@
 """Section 1.6's claims, asserted with numbers at exactly the notebook's settings (`DOUBLE_DESCENT`).
 
-The sweep trains once per module (the solutions notebook trains the same sweep). What must come out (SCIENCE T11,
+The sweep trains once per module (the solutions notebook trains the same sweep). What must come out (target T11,
 CPU-sized: n = 1000, m = 2, p = 0.01, unit-norm points):
 
 * small datasets: the training points' hidden vectors form a regular T-gon (each point has dimensionality 2/T),

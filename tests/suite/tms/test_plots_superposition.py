@@ -11,7 +11,7 @@ import pytest
 import torch as t
 
 from solutions.tms.superposition import ToyModel, ToyModelConfig, superposition_stats
-from utils.plots import superposition as plots
+from utils.plots.tms import superposition as plots
 
 pytestmark = pytest.mark.usefixtures("no_show")  # plot functions return figures; never show
 

@@ -1,6 +1,6 @@
 """The science of chapter 1, section 3, asserted with numbers at exactly the settings of the solutions notebook.
 
-Targets (reference/SCIENCE.md T8): (a) two correlated pairs in 2-D: members of a pair orthogonal, each feature
+Target T8: (a) two correlated pairs in 2-D: members of a pair orthogonal, each feature
 antipodal to a feature of the other pair; (b) two anticorrelated pairs: members of a pair antipodal, the two pairs
 on perpendicular axes, and the seeds that are not antipodal sit in a much worse local minimum; (c) three correlated
 pairs in 2-D, more than the plane can give local orthogonal bases: the densest model collapses one pair onto its
