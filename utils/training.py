@@ -195,8 +195,9 @@ def train(
     logs: dict[str, Tensor] = {}
     batch = batches(0)
     if single_thread is None:
-        single_thread = batch.numel() < SINGLE_THREAD_BELOW
-    threads = one_cpu_thread(device) if single_thread else contextlib.nullcontext()
+        threads = threads_for(batch.numel(), device)
+    else:
+        threads = one_cpu_thread(device) if single_thread else contextlib.nullcontext()
     with threads, progress_bar(steps, desc) as bar:
         next_log = 0
         for step in range(steps):

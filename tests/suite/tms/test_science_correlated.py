@@ -51,7 +51,7 @@ def measured(result: SweepResult) -> str:
 def test_correlated_pairs_are_orthogonal_local_bases(correlated):
     within = c.within_pair_cosines(correlated.W).abs()
     assert (within < 0.1).all(), f"members of a correlated pair should be orthogonal; {measured(correlated)}"
-    assert (correlated.W.norm(dim=1) > 0.9).all(), f"all 4 features should be represented; {measured(correlated)}"
+    assert (correlated.W.norm(dim=1) > 0.9).all(), f"all 4 features should have ‖W‖ > 0.9; {measured(correlated)}"
 
 
 def test_each_correlated_feature_is_antipodal_to_one_of_the_other_pair(correlated):
@@ -65,7 +65,7 @@ def test_each_correlated_feature_is_antipodal_to_one_of_the_other_pair(correlate
 def test_anticorrelated_pairs_are_antipodal(anticorrelated):
     within = c.within_pair_cosines(anticorrelated.W)
     assert (within < -0.95).all(), f"members of an anticorrelated pair should be antipodal; {measured(anticorrelated)}"
-    assert (anticorrelated.W.norm(dim=1) > 0.9).all(), f"all 4 features represented; {measured(anticorrelated)}"
+    assert (anticorrelated.W.norm(dim=1) > 0.9).all(), f"all 4 features: ‖W‖ > 0.9; {measured(anticorrelated)}"
 
 
 def test_the_two_anticorrelated_pairs_lie_on_perpendicular_axes(anticorrelated):
