@@ -18,6 +18,7 @@ SECTIONS = [
     "tms.privileged_basis",
     "tms.feature_geometry",
     "tms.double_descent",
+    "sae.toy_sae",
 ]
 
 EXERCISES: dict[str, Exercise] = {

@@ -89,7 +89,8 @@ class Exercise:
     reference_path: str  # "module:attribute"
     probe: Callable[[Any, Context], dict[str, Any]]
     verdict: Callable[[dict[str, Any], Context], None]
-    method: str | None = None  # the method the learner writes, for class exercises
+    method: str | None = None  # the method the check calls, for class exercises
+    stubs: tuple[str, ...] = ()  # the methods whose bodies the learner writes, when not just `method`
     signature: tuple[str, ...] = ()  # required positional parameters of a function exercise
     mistakes: list[Mistake] = field(default_factory=list)
     alternatives: list[Callable[..., Any]] = field(default_factory=list)  # correct, but written differently
@@ -141,7 +142,8 @@ def validate_kind(exercise: Exercise, obj: Any) -> None:
                     f"got an instance of {type(obj).__name__}; pass the class itself: check(..., {name})."
                 )
             raise CheckFailed(f"expected the class `{name}`, got {type(obj).__name__} {obj!r:.60}.")
-        if not callable(getattr(obj, exercise.method, None)):
+        member = inspect.getattr_static(obj, exercise.method, None)
+        if not (callable(member) or isinstance(member, property | staticmethod | classmethod)):
             raise MethodMissing(f"class {obj.__name__} has no method `{exercise.method}`.")
         return
     if isinstance(obj, type) or not callable(obj):

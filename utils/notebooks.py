@@ -22,7 +22,6 @@ import argparse
 import ast
 import hashlib
 import importlib
-import inspect
 import json
 import re
 import sys
@@ -103,39 +102,66 @@ def stub_text(exercise, indent: str) -> list[str]:
     ]
 
 
+# A line of an exercise's body that ends with this marker is given to the learner: it stays in the stub, and the
+# marker is removed from every notebook.
+GIVEN = "  # given"
+
+
+def stub_body(body: list[str], exercise, indent: str) -> list[str]:
+    """An exercise's body as the exercises notebook shows it: the given lines, and the stub where the rest was."""
+    stubbed, placed = [], False
+    for line in body:
+        if line.endswith(GIVEN):
+            stubbed.append(line)
+        elif not placed and line.strip():
+            stubbed += stub_text(exercise, indent)
+            placed = True
+    return stubbed if placed else stubbed + stub_text(exercise, indent)
+
+
+def without_given_markers(text: str) -> str:
+    return "\n".join(line.removesuffix(GIVEN) for line in text.splitlines())
+
+
+def method_nodes(node: ast.AST, name: str) -> list[ast.FunctionDef]:
+    return [n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == name]
+
+
 def include(module_name: str, names: list[str], stub: bool) -> tuple[str, tuple[str, ...]]:
     """The cell text for `include=`: the objects' source, with exercise bodies replaced by stubs if asked."""
-    exercises = EXERCISES
     pieces, ids = [], []
     for name in names:
         text, node = object_source(module_name, name)
         lines = text.splitlines()
         targets = {}  # function node -> exercise, for the bodies the learner writes
-        for exercise in exercises.values():
+        for exercise in EXERCISES.values():
             if exercise.reference_path != f"{module_name}:{name}":
                 continue
             ids.append(exercise.id)
             if exercise.method is None:
                 targets[node] = exercise
-            else:
-                methods = [n for n in node.body if isinstance(n, ast.FunctionDef) and n.name == exercise.method]
-                targets[methods[0]] = exercise
+            for method in exercise.stubs or (exercise.method,) if exercise.method else ():
+                targets[method_nodes(node, method)[0]] = exercise
         if stub:
             for function, exercise in sorted(targets.items(), key=lambda item: -item[0].lineno):
                 first, last = body_span(function)
                 indent = re.match(r"\s*", lines[first - 1]).group(0)
-                lines[first - 1 : last] = stub_text(exercise, indent)
-        pieces.append("\n".join(lines))
+                lines[first - 1 : last] = stub_body(lines[first - 1 : last], exercise, indent)
+        pieces.append(without_given_markers("\n".join(lines)))
     return "\n\n\n".join(pieces), tuple(ids)
 
 
 def solution_source(exercise) -> str:
-    """The reference code of one exercise, as shown in its solution block."""
+    """The reference code of one exercise, as shown in its solution block (a method with its decorators)."""
     module_name, name = exercise.reference_path.split(":")
-    if exercise.method is None:
-        return object_source(module_name, name)[0]
-    source = inspect.getsource(getattr(getattr(importlib.import_module(module_name), name), exercise.method))
-    return textwrap.dedent(source).rstrip()
+    text, node = object_source(module_name, name)
+    if exercise.method is not None:
+        pieces = []
+        for method in (method_nodes(node, m)[0] for m in exercise.stubs or (exercise.method,)):
+            start = method.decorator_list[0].lineno if method.decorator_list else method.lineno
+            pieces.append(textwrap.dedent("\n".join(text.splitlines()[start - 1 : method.end_lineno])))
+        text = "\n\n".join(pieces)
+    return without_given_markers(text).rstrip()
 
 
 # ------------------------------------------------------------------------------------ building cells

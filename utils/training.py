@@ -260,3 +260,78 @@ def train_toy_model(
         log_freq=log_freq,
         desc=type(model).__name__,
     )
+
+
+def train_sae(
+    sae: nn.Module,
+    batch_size: int,
+    steps: int,
+    log_freq: int,
+    lr: float,
+    lr_scale: Callable[[int, int], float],
+    method: str | None,
+    freq: int,
+    window: int,
+    scale: float,
+) -> dict[str, Tensor]:
+    """Train an SAE with Adam: anything with `cfg` (n_inst, d_sae), `generate_batch`, `forward(h) -> (loss_dict,
+    loss [batch inst], acts [batch inst d_sae], h_reconstructed)`, `after_update()` and `latent_axes()`.
+
+    Every step minimises the loss averaged over the batch and summed over instances, then applies the SAE's
+    `after_update` constraint and records which latents fired in the last `window` steps. With a resampling `method`,
+    every `freq` steps the SAE's `resample_<method>` gets that window (and `scale`), and the optimiser forgets what
+    it knew about the latents that were dead in it.
+    """
+    resample = None
+    if method is not None:
+        resample = getattr(sae, f"resample_{method}", None)
+        if resample is None:
+            raise ValueError(f"{type(sae).__name__} has no method resample_{method}")
+        if window > freq:
+            raise ValueError(f"the resampling window ({window} steps) must not exceed its period ({freq} steps)")
+    optimizer = AdamW(trainable_parameters(sae), weight_decay=0.0)
+    n_inst, d_sae = sae.cfg.n_inst, sae.cfg.d_sae
+    # activity[k]: the fraction of its batch on which each latent fired, at one of the last `window` steps
+    activity = t.zeros((window, n_inst, d_sae), device=optimizer.params[0].device)
+    last = {}
+
+    def objective(h: Tensor, log: bool) -> tuple[Tensor, dict[str, Tensor] | None]:
+        loss_dict, loss, acts, _ = sae(h)
+        last["frac_active"] = (acts.detach() != 0).float().mean(0)
+        if not log:
+            return loss.mean(0).sum(), None
+        values = {"loss": loss.mean(0), **{name: term.mean(0) for name, term in loss_dict.items()}}
+        values["l0"] = (acts != 0).float().sum(-1).mean(0)
+        values["frac_active"] = last["frac_active"]
+        values["frac_alive"] = (activity.amax(0) > 0).float().mean(-1)
+        return loss.mean(0).sum(), values
+
+    def after_update(step: int) -> None:
+        sae.after_update()
+        activity[step % window] = last["frac_active"]
+
+    def resample_dead_latents(step: int) -> None:
+        dead = (activity == 0).all(0)  # [inst d_sae]: active in none of the window's steps
+        if method == "advanced":
+            resample(activity, scale, batch_size)
+        else:
+            resample(activity, scale)
+        parameters = dict(sae.named_parameters())
+        for name, axis in sae.latent_axes().items():
+            param = parameters[name]
+            shape = [n_inst] + [1] * (param.dim() - 1)
+            shape[axis] = d_sae
+            optimizer.reset(param, dead.view(shape))
+
+    return train(
+        objective,
+        lambda step: sae.generate_batch(batch_size),
+        optimizer,
+        steps=steps,
+        lr=lr,
+        lr_scale=lr_scale,
+        log_freq=log_freq,
+        desc=type(sae).__name__,
+        after_update=after_update,
+        every=(freq, resample_dead_latents) if resample is not None else None,
+    )

@@ -1,5 +1,6 @@
 """The checkers are tested both ways: right code always passes, wrong code always fails with the right hint."""
 
+import inspect
 import random
 import re
 
@@ -15,9 +16,12 @@ EXERCISE_NOTEBOOKS = sorted(ROOT.glob("chapter_*/*_exercises.ipynb"))
 
 
 def as_learner_object(exercise, impl):
-    """A learner's version of the exercise: the reference class with one method replaced, or a bare function."""
+    """A learner's version of the exercise: the reference class with one method (or property) replaced, or a bare
+    function."""
     if exercise.method is None:
         return impl
+    if isinstance(inspect.getattr_static(exercise.reference, exercise.method), property):
+        impl = property(impl)
     return type(exercise.name, (exercise.reference,), {exercise.method: impl})
 
 

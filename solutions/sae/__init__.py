@@ -1,0 +1,5 @@
+"""Chapter 2, sparse autoencoders on toy models: every reference class and function, under its curriculum name."""
+
+from solutions.sae.toy_sae import ToySAE, ToySAEConfig
+
+__all__ = ["ToySAE", "ToySAEConfig"]

@@ -1,0 +1,1 @@
+"""Checks for chapter 2: sparse autoencoders on toy models."""
