@@ -8,7 +8,7 @@ FIRST_NOTEBOOK := chapter_tms/1_superposition_exercises.ipynb
 SUBMISSIONS ?= submissions
 OUT ?= grades
 
-.PHONY: help setup lab test lint notebooks bench grade clean
+.PHONY: help setup lab test test-saelens lint notebooks bench grade clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,6 +36,17 @@ test: setup lint  ## run the whole test suite (lint, checkers, notebooks, scienc
 	# two test workers on two cores: each pinned to one thread, since threads fighting over a busy core are
 	# many times slower (utils/training.py); notebook kernels inherit the setting
 	OMP_NUM_THREADS=1 TQDM_DISABLE=1 $(BIN)/python -m pytest -n 2 --dist loadfile
+
+# sae-lens pulls in transformer-lens and transformers (about 1.5 GB with torch), so it gets an environment of its own
+SAELENS_VENV := .venv-saelens
+SAELENS_VERSION := 6.54.12
+
+test-saelens:  ## load every exported SAE architecture with the real sae-lens package (own environment, a few minutes)
+	test -x $(SAELENS_VENV)/bin/python || $(PYTHON) -m venv $(SAELENS_VENV)
+	$(SAELENS_VENV)/bin/python -c "import torch" 2>/dev/null || $(SAELENS_VENV)/bin/python -m pip install --quiet "torch==$(TORCH_VERSION)"
+	$(SAELENS_VENV)/bin/python -m pip install --quiet "sae-lens==$(SAELENS_VERSION)" pytest einops jaxtyping tqdm safetensors
+	$(SAELENS_VENV)/bin/python -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'tms_sae_course.pth').write_text('$(CURDIR)\n')"
+	$(SAELENS_VENV)/bin/python -m pytest -p no:cacheprovider -q tests/saelens
 
 notebooks: setup  ## regenerate every notebook from its source
 	$(BIN)/python -m utils.notebooks

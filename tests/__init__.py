@@ -19,6 +19,7 @@ SECTIONS = [
     "tms.feature_geometry",
     "tms.double_descent",
     "sae.toy_sae",
+    "sae.measuring_recovery",
 ]
 
 EXERCISES: dict[str, Exercise] = {

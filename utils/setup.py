@@ -13,7 +13,12 @@ import sys
 from pathlib import Path
 
 # module -> pip requirement, for the packages the setup cell may install if (and only if) they are missing
-INSTALL_IF_MISSING = {"einops": "einops>=0.7", "jaxtyping": "jaxtyping>=0.2.25", "tqdm": "tqdm>=4.60"}
+INSTALL_IF_MISSING = {
+    "einops": "einops>=0.7",
+    "jaxtyping": "jaxtyping>=0.2.25",
+    "tqdm": "tqdm>=4.60",
+    "safetensors": "safetensors>=0.4",
+}
 # packages the learner's environment must already have: we check, but never install or upgrade them here
 PREINSTALLED = {"torch": "2.1", "numpy": "1.24", "plotly": "5.18"}
 

@@ -133,6 +133,11 @@ class ToySAE(nn.Module):
         loss = loss_dict["L_reconstruction"] + self.cfg.sparsity_coeff * loss_dict["L_sparsity"]
         return loss_dict, loss, acts, h_reconstructed
 
+    def saelens_parameters(self, instance: int) -> tuple[str, dict[str, Tensor], dict]:
+        """What `export_saelens` writes for one instance: SAELens' architecture, its state dict, extra config."""
+        state = {"W_enc": self.W_enc[instance], "W_dec": self.W_dec_normalized[instance]}
+        return "standard", state | {"b_enc": self.b_enc[instance], "b_dec": self.b_dec[instance]}, {}
+
     def latent_axes(self) -> dict[str, int]:
         """Which axis of each parameter indexes the latents (resampling a latent resets those entries' optimiser
         state)."""

@@ -95,3 +95,48 @@ def set_parameters(sae: nn.Module, case: dict[str, Tensor]) -> None:
             raise CheckFailed(f"`{name}` should have shape {tuple(value.shape)}, got {tuple(param.shape)}.")
         with t.no_grad():
             param.copy_(value.to(param.device))
+
+
+class ProbeSAE(nn.Module):
+    """A standard SAE for the checks of functions that take an SAE, built without `solutions`.
+
+    Its forward pass is the course's (acts = ReLU((h − b_dec) W_enc + b_enc), ĥ = acts Ŵ_dec + b_dec), and its
+    parameters are set so that, on `probe_activations`, latent 0 never fires (dead) and latent 1 fires on one or two
+    inputs only (alive, but rare).
+    """
+
+    def __init__(self, context: Context, salt: int, n_inst: int = N_INST, d_in: int = D_IN, d_sae: int = D_SAE):
+        super().__init__()
+        g = context.generator(salt)
+        self.cfg = sae_config(n_inst=n_inst, d_in=d_in, d_sae=d_sae)
+        W_enc = t.nn.functional.normalize(t.randn((n_inst, d_in, d_sae), generator=g), dim=1)
+        b_enc = t.randn((n_inst, d_sae), generator=g) * 0.2
+        b_enc[:, 0], b_enc[:, 1] = -100.0, -4.0
+        self.W_enc = nn.Parameter(W_enc)
+        self.b_enc = nn.Parameter(b_enc)
+        self.b_dec = nn.Parameter(t.randn((n_inst, d_in), generator=g) * 0.3)
+        self._W_dec = nn.Parameter(t.randn((n_inst, d_sae, d_in), generator=g))
+
+    @property
+    def W_dec(self) -> Tensor:
+        return self._W_dec
+
+    @property
+    def W_dec_normalized(self) -> Tensor:
+        return self._W_dec / (self._W_dec.norm(dim=-1, keepdim=True) + 1e-8)
+
+    def forward(self, h: Tensor) -> tuple[dict[str, Tensor], Tensor, Tensor, Tensor]:
+        acts = t.relu(t.einsum("bid,ids->bis", h - self.b_dec, self.W_enc) + self.b_enc)
+        h_reconstructed = t.einsum("bis,isd->bid", acts, self.W_dec_normalized) + self.b_dec
+        loss_dict = {"L_reconstruction": (h_reconstructed - h).pow(2).mean(-1), "L_sparsity": acts.abs().sum(-1)}
+        return loss_dict, loss_dict["L_reconstruction"] + 0.2 * loss_dict["L_sparsity"], acts, h_reconstructed
+
+
+def probe_activations(context: Context, salt: int, sae: "ProbeSAE", batch: int = 64) -> Tensor:
+    """Hidden vectors with a non-zero mean (so that centring matters) and, as input 0, one that makes latent 1 fire."""
+    g = context.generator(salt)
+    n_inst, d_in = sae.b_dec.shape
+    h = t.randn((batch, n_inst, d_in), generator=g) + t.linspace(-0.5, 1, d_in)
+    with t.no_grad():
+        h[0] = sae.b_dec + 6 * sae.W_enc[:, :, 1]
+    return h

@@ -1,6 +1,6 @@
 """The setup cell, as far as this machine can play Colab.
 
-A fresh virtual environment holds only what Colab preinstalls (torch, numpy, plotly 5.24, einops, tqdm: no
+A fresh virtual environment holds only what Colab preinstalls (torch, numpy, plotly 5.24, einops, tqdm, safetensors: no
 jaxtyping, no course). A notebook is copied alone into an empty folder. Its setup cell then has to fetch the
 course from a clone of this repository (standing in for GitHub), install jaxtyping and nothing else, leave
 torch, numpy and plotly alone, and make the first check runnable; run twice, it must do nothing new.
@@ -17,7 +17,7 @@ import pytest
 
 from tests.suite.conftest import ROOT
 
-COLAB_PREINSTALLED = ["torch==2.13.0", "numpy", "plotly==5.24.1", "einops", "tqdm"]
+COLAB_PREINSTALLED = ["torch==2.13.0", "numpy", "plotly==5.24.1", "einops", "tqdm", "safetensors"]
 UNTOUCHABLE = ("torch", "numpy", "plotly")
 
 
