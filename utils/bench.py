@@ -35,9 +35,11 @@ import einops
 import torch as t
 import torch.nn.functional as F
 from jaxtyping import Float
-from torch import Tensor
+from torch import Tensor, nn
 
 import utils.training
+from solutions.sae.toy_sae import ToySAE, ToySAEConfig
+from solutions.sae.toy_sae_experiments import pentagon_directions
 from solutions.tms.superposition import ToyModel, ToyModelConfig
 from utils.course import CHAPTERS
 
@@ -57,6 +59,7 @@ class Problem:
     steps: int  # per timed run: long enough to amortise setup, short enough for several repetitions
 
     def model(self, cls: type[ToyModel] = ToyModel, seed: int = 0) -> ToyModel:
+        """A fresh model of this problem, of the given class."""
         t.manual_seed(seed)
         importance = self.importance_decay ** t.arange(self.n_features, dtype=t.float32)
         feature_probability = (self.sparsity_base ** -t.linspace(0, 1, self.n_inst)).unsqueeze(1)
@@ -186,16 +189,23 @@ VARIANTS: dict[str, tuple[type[ToyModel], Loop]] = {
 }
 
 
-def time_runs(problem: Problem, steps: int, batch_size: int, reps: int) -> dict[str, list[tuple[float, float]]]:
+def time_runs(
+    build: Callable[[type, int], nn.Module],
+    variants: dict[str, tuple[type, Loop]],
+    steps: int,
+    batch_size: int,
+    reps: int,
+) -> dict[str, list[tuple[float, float]]]:
     """(wall, CPU) ms per step of every variant, each run in turn, `reps` rounds after a shorter untimed round.
 
-    The untimed round warms up the allocator, MKL and the code paths; a single step (`--quick`) skips it. CPU
-    time counts every thread of the process, so it exceeds wall time when two threads are busy (or spinning).
+    `build(cls, seed)` makes a fresh model of the variant's class. The untimed round warms up the allocator, MKL and
+    the code paths; a single step (`--quick`) skips it. CPU time counts every thread of the process, so it exceeds
+    wall time when two threads are busy (or spinning).
     """
-    times: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     for rep in range(0 if steps > 1 else 1, reps + 1):
-        for name, (cls, run) in VARIANTS.items():
-            model = problem.model(cls, seed=rep)
+        for name, (cls, run) in variants.items():
+            model = build(cls, rep)
             n_steps = steps if rep else max(1, steps // 10)
             wall, cpu = time.perf_counter(), time.process_time()
             run(model, n_steps, batch_size)
@@ -204,6 +214,17 @@ def time_runs(problem: Problem, steps: int, batch_size: int, reps: int) -> dict[
                     ((time.perf_counter() - wall) * 1e3 / n_steps, (time.process_time() - cpu) * 1e3 / n_steps)
                 )
     return times
+
+
+def print_times(times: dict[str, list[tuple[float, float]]]) -> dict[str, float]:
+    """One line per variant (median wall time, its range, median CPU time); returns the medians."""
+    median = {}
+    for name, samples in times.items():
+        walls, cpus = zip(*samples, strict=True)
+        median[name] = statistics.median(walls)
+        spread = f"({min(walls):.2f}–{max(walls):.2f})"
+        print(f"  {name:<40}{median[name]:8.2f} ms/step {spread:<19} CPU {statistics.median(cpus):7.2f} ms/step")
+    return median
 
 
 def bench_training(reps: int, quick: bool) -> None:
@@ -215,13 +236,8 @@ def bench_training(reps: int, quick: bool) -> None:
         threads = 1 if n_elements < utils.training.SINGLE_THREAD_BELOW else DEFAULT_THREADS
         print(f"\n{problem.name}, batch {batch_size}: {n_elements:,} elements, optimize picks {threads} thread(s)")
         print(f"  median over {reps} alternating runs of {steps} steps: wall time (its range), CPU time")
-        times = time_runs(problem, steps, batch_size, reps)
-        median = {}
-        for name, samples in times.items():
-            walls, cpus = zip(*samples, strict=True)
-            median[name] = statistics.median(walls)
-            spread = f"({min(walls):.2f}–{max(walls):.2f})"
-            print(f"  {name:<36}{median[name]:8.2f} ms/step {spread:<19} CPU {statistics.median(cpus):7.2f} ms/step")
+        times = time_runs(problem.model, VARIANTS, steps, batch_size, reps)
+        median = print_times(times)
         print(f"  speed-up over the naive loop: {median[NAIVE] / median[OURS]:.1f}×")
         print(f"  speed-up with both on 1 thread: {median[NAIVE_1] / median[OURS_1]:.1f}×")
         slower = median[OURS_DEFAULT] / median[OURS_1]
@@ -233,6 +249,105 @@ def bench_training(reps: int, quick: bool) -> None:
     print(
         f"\ncreating the first torch.optim optimizer of a process: {first_optimizer_seconds(1 if quick else 3):.2f} s"
     )
+
+
+# ------------------------------------------------------------------------------------------------ SAEs
+
+
+class NaiveSAE(ToySAE):
+    """The same SAE written ARENA's way: the forward pass in one piece (identical maths)."""
+
+    def forward(self, h: Float[Tensor, "batch inst d_in"]) -> tuple:
+        h_cent = h - self.b_dec
+        acts_pre = (
+            einops.einsum(h_cent, self.W_enc, "batch inst d_in, inst d_in d_sae -> batch inst d_sae") + self.b_enc
+        )
+        acts_post = F.relu(acts_pre)
+        h_reconstructed = (
+            einops.einsum(acts_post, self.W_dec_normalized, "batch inst d_sae, inst d_sae d_in -> batch inst d_in")
+            + self.b_dec
+        )
+        L_reconstruction = (h_reconstructed - h).pow(2).mean(-1)
+        L_sparsity = acts_post.abs().sum(-1)
+        loss_dict = {"L_reconstruction": L_reconstruction, "L_sparsity": L_sparsity}
+        return loss_dict, L_reconstruction + self.cfg.sparsity_coeff * L_sparsity, acts_post, h_reconstructed
+
+
+def naive_sae_train(sae: ToySAE, steps: int, batch_size: int, log_freq: int = 100) -> None:
+    """ARENA's `ToySAE.optimize`: Adam, the learning rate set every step, the decoder renormalised through `.data`,
+    every step's fraction of active latents kept in a list, and on logged steps `.item()`s, a forward pass on 256
+    samples and a copy of every parameter for the animations."""
+    optimizer = t.optim.Adam(sae.parameters(), lr=LR)
+    frac_active_list, data_log = [], []
+    for step in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = LR
+        with t.inference_mode():
+            h = sae.generate_batch(batch_size)
+        loss_dict, loss, acts, _ = sae.forward(h)
+        loss.mean(0).sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if not sae.cfg.tied_weights:
+            sae.W_dec.data = sae.W_dec_normalized.data
+        frac_active_list.append((acts.abs() > 1e-8).float().mean(0))
+        if step % log_freq == 0 or step + 1 == steps:
+            _ = [loss.mean(0).sum().item(), frac_active_list[-1].mean().item()]
+            _ += [term.mean(0).sum().item() for term in loss_dict.values()]
+            with t.inference_mode():
+                sae.forward(sample := sae.generate_batch(256))
+            data_log.append({"h": sample.cpu(), **{n: p.detach().cpu() for n, p in sae.named_parameters()}})
+
+
+def optimized_sae_train(sae: ToySAE, steps: int, batch_size: int) -> None:
+    sae.optimize(batch_size=batch_size, steps=steps, log_freq=100, lr=LR)
+
+
+@dataclass(frozen=True)
+class SAEProblem:
+    """One SAE benchmark setting: its toy model (features, dimensions, directions) and the SAE's size."""
+
+    name: str
+    n_inst: int
+    n_features: int
+    d_in: int
+    d_sae: int
+    feature_probability: float
+    steps: int
+
+    def sae(self, cls: type[ToySAE] = ToySAE, seed: int = 0) -> ToySAE:
+        """A fresh SAE of this problem; the naive one reads a toy model that draws its data the naive way."""
+        t.manual_seed(seed)
+        model_class = NaiveToyModel if cls is NaiveSAE else ToyModel
+        model = model_class(ToyModelConfig(self.n_inst, self.n_features, self.d_in), self.feature_probability)
+        with t.no_grad():
+            if self.d_in == 2 and self.n_features == 5:
+                model.W.copy_(pentagon_directions().expand_as(model.W))
+            else:
+                model.W.copy_(F.normalize(t.randn(model.W.shape), dim=1))
+        return cls(ToySAEConfig(self.n_inst, self.d_in, self.d_sae), model)
+
+
+SAE_PROBLEMS = [
+    SAEProblem("pentagon SAE, 8 instances, 5 latents", 8, 5, 2, 5, feature_probability=0.025, steps=200),
+    SAEProblem("S1's size: 128 features in 64-D, 128 latents", 1, 128, 64, 128, feature_probability=0.022, steps=60),
+]
+SAE_VARIANTS: dict[str, tuple[type, Loop]] = {
+    NAIVE: (NaiveSAE, on_threads(DEFAULT_THREADS, naive_sae_train)),
+    NAIVE_1: (NaiveSAE, on_threads(1, naive_sae_train)),
+    OURS: (ToySAE, on_threads(DEFAULT_THREADS, optimized_sae_train, loop_may_reduce=True)),
+    OURS_1: (ToySAE, on_threads(1, optimized_sae_train)),
+}
+
+
+def bench_sae(reps: int, quick: bool) -> None:
+    for problem in SAE_PROBLEMS:
+        steps, batch_size = (1, QUICK_BATCH_SIZE) if quick else (problem.steps, BATCH_SIZE)
+        print(f"\n{problem.name}, batch {batch_size}: ToySAE.optimize against ARENA's loop")
+        print(f"  median over {reps} alternating runs of {steps} steps: wall time (its range), CPU time")
+        median = print_times(time_runs(problem.sae, SAE_VARIANTS, steps, batch_size, reps))
+        print(f"  speed-up over the naive loop: {median[NAIVE] / median[OURS]:.1f}×")
+        print(f"  speed-up with both on 1 thread: {median[NAIVE_1] / median[OURS_1]:.1f}×")
 
 
 def bench_notebook(path: Path) -> float:
@@ -281,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"load average {load}: other processes running slow everything down, the naive loop's threads most")
     bench_training(reps, args.quick)
+    bench_sae(reps, args.quick)
     for path in args.notebook:
         bench_notebook(path)
     for folder in args.chapter:

@@ -291,27 +291,30 @@ def train_sae(
             raise ValueError(f"the resampling window ({window} steps) must not exceed its period ({freq} steps)")
     optimizer = AdamW(trainable_parameters(sae), weight_decay=0.0)
     n_inst, d_sae = sae.cfg.n_inst, sae.cfg.d_sae
-    # activity[k]: the fraction of its batch on which each latent fired, at one of the last `window` steps
-    activity = t.zeros((window, n_inst, d_sae), device=optimizer.params[0].device)
+    # fired[k]: which latents fired on some input of the batch, at one of the last `window` steps
+    fired = t.zeros((window, n_inst, d_sae), dtype=t.bool, device=optimizer.params[0].device)
     last = {}
 
     def objective(h: Tensor, log: bool) -> tuple[Tensor, dict[str, Tensor] | None]:
         loss_dict, loss, acts, _ = sae(h)
-        last["frac_active"] = (acts.detach() != 0).float().mean(0)
+        last["fired"] = (acts.detach() != 0).any(0)
         if not log:
             return loss.mean(0).sum(), None
         values = {"loss": loss.mean(0), **{name: term.mean(0) for name, term in loss_dict.items()}}
         values["l0"] = (acts != 0).float().sum(-1).mean(0)
-        values["frac_active"] = last["frac_active"]
-        values["frac_alive"] = (activity.amax(0) > 0).float().mean(-1)
+        values["frac_active"] = (acts.detach() != 0).float().mean(0)
+        values["frac_alive"] = fired.any(0).float().mean(-1)
         return loss.mean(0).sum(), values
 
     def after_update(step: int) -> None:
         sae.after_update()
-        activity[step % window] = last["frac_active"]
+        fired[step % window] = last["fired"]
 
     def resample_dead_latents(step: int) -> None:
-        dead = (activity == 0).all(0)  # [inst d_sae]: active in none of the window's steps
+        dead = ~fired.any(0)  # [inst d_sae]: active in none of the window's steps
+        # the resampling methods take the fraction of each step's batch on which each latent fired; all they use is
+        # whether it is 0, so the window passes 1 for "fired" (storing fractions would cost a reduction per step)
+        activity = fired.float()
         if method == "advanced":
             resample(activity, scale, batch_size)
         else:

@@ -14,7 +14,9 @@ def test_quick_benchmark_runs_every_loop_on_both_problems(capsys, tmp_path):
         assert problem.name in printed
     for variant in bench.VARIANTS:
         assert printed.count(variant) == len(bench.PROBLEMS)
-    assert printed.count("speed-up over the naive loop") == len(bench.PROBLEMS)
+    assert printed.count("speed-up over the naive loop") == len(bench.PROBLEMS) + len(bench.SAE_PROBLEMS)
+    for problem in bench.SAE_PROBLEMS:
+        assert problem.name in printed
     assert printed.count("instead of the kernel") == len(bench.PROBLEMS) and "first torch.optim optimizer" in printed
     assert "missing.ipynb: skipped" in printed
     assert "has no solutions notebooks" in printed
@@ -30,3 +32,11 @@ def test_naive_model_computes_what_the_reference_computes():
     assert t.allclose(naive.calculate_loss(naive(batch), batch), reference.calculate_loss(reference(batch), batch))
     assert t.allclose(naive.W.grad, reference.W.grad, atol=1e-7)
     assert t.allclose(naive.b_final.grad, reference.b_final.grad, atol=1e-7)
+
+
+def test_naive_sae_computes_what_the_reference_computes():
+    """ARENA's one-piece forward pass and the course's steps: the same latents, reconstruction and losses."""
+    naive, reference = (bench.SAE_PROBLEMS[0].sae(cls, seed=1) for cls in (bench.NaiveSAE, bench.ToySAE))
+    h = reference.generate_batch(64)
+    for a, b in zip(naive(h)[1:], reference(h)[1:], strict=True):
+        assert t.allclose(a, b, atol=1e-6)

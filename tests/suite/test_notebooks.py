@@ -79,8 +79,28 @@ def test_exercise_cells_hold_stubs_and_solution_cells_hold_the_reference():
             assert f'raise NotImplementedError("{exercise_id}' not in complete
 
 
+def code_cells(path) -> list[str]:
+    return ["".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+
+
+def has_exercises(path) -> bool:
+    cells = json.loads(path.read_text())["cells"]
+    return any(cell["metadata"].get("course", {}).get("role") == "check" for cell in cells)
+
+
+WITH_EXERCISES = [p for p in NOTEBOOKS if p.stem.endswith("exercises") and has_exercises(p)]
+
+
+def test_a_section_without_exercises_has_the_same_code_in_both_notebooks():
+    """Its exercises notebook has nothing to stub, so running it would only repeat the solutions notebook."""
+    for path in NOTEBOOKS:
+        if path.stem.endswith("exercises") and not has_exercises(path):
+            solutions = path.with_name(path.name.replace("_exercises", "_solutions"))
+            assert code_cells(path) == code_cells(solutions), path
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem.endswith("exercises")], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", WITH_EXERCISES, ids=lambda p: p.stem)
 def test_exercises_notebook_fails_only_at_stubs(path):
     notebook, _ = run_notebook(path, allow_errors=True)
     found = errors(notebook)
