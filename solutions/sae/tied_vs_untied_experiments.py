@@ -120,6 +120,17 @@ def kept_report(result: SweepResult) -> dict[str, Float[Tensor, " setting"]]:
     return {name: values[result.best] for name, values in report.items()}
 
 
+def seed_report(result: SweepResult) -> dict[str, Tensor]:
+    """`recovery_report` of every seed of every setting, [inst]."""
+    return recovery_report(result.model)
+
+
+def winner(table: dict[str, dict[str, float]], metric: str, margin: float = 0.002) -> str:
+    """ "tied" or "untied", whichever has the higher value of the metric, or "neither" within `margin`."""
+    difference = table["tied"][metric] - table["untied"][metric]
+    return "neither" if abs(difference) < margin else "tied" if difference > 0 else "untied"
+
+
 def true_l0(sae_result: SweepResult) -> Float[Tensor, " setting"]:
     """The mean number of features active per input, per setting: what an SAE with one latent per feature fires."""
     return sae_result.kept(sae_result.model.model.feature_probability.sum(-1))

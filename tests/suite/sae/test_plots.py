@@ -1,0 +1,84 @@
+"""The plots of chapter 2 show the data they are given: every test reads the figure's data, never its pixels."""
+
+import numpy as np
+import pytest
+import torch as t
+import torch.nn.functional as F
+
+from solutions.sae import ToySAE, ToySAEConfig
+from solutions.sae.measuring_recovery import feature_recovery
+from solutions.sae.toy_sae_experiments import pentagon_model
+from utils.plots.sae import measuring_recovery, tied_vs_untied, toy_sae
+
+pytestmark = pytest.mark.usefixtures("no_show")
+
+
+@pytest.fixture(scope="module")
+def sae() -> ToySAE:
+    t.manual_seed(0)
+    return ToySAE(ToySAEConfig(3, 2, 4), pentagon_model(3))
+
+
+def test_sae_in_2d_draws_every_decoder_direction_at_unit_length_per_instance(sae):
+    fig = toy_sae.plot_sae_in_2d(sae.model.W, sae.W_dec, titles=["a", "b", "c"])
+    latents = [trace for trace in fig.data if (trace.name or "").startswith("latent")]
+    assert len(latents) == 3 * 4
+    unit = F.normalize(sae.W_dec.detach(), dim=-1)
+    for index, trace in enumerate(latents):
+        inst, latent = divmod(index, 4)
+        np.testing.assert_allclose([trace.x[1], trace.y[1]], unit[inst, latent].numpy(), rtol=1e-5)
+        assert trace.name == f"latent {latent}"
+    with pytest.raises(ValueError, match="inst d_sae 2"):
+        toy_sae.plot_sae_in_2d(sae.model.W, sae.W_dec.transpose(-1, -2))
+
+
+def test_training_plot_has_loss_l0_and_alive_panels_with_a_line_per_instance():
+    log = {"step": t.arange(5), "loss": t.rand(5, 3) + 0.1, "l0": t.rand(5, 3), "frac_alive": t.ones(5, 3)}
+    fig = toy_sae.plot_sae_training(log)
+    assert len(fig.data) == 9
+    for trace, key in zip(fig.data[::3], ("loss", "l0", "frac_alive"), strict=True):
+        np.testing.assert_allclose(trace.y, log[key][:, 0].numpy())
+    assert fig.layout.yaxis.type == "log"
+
+
+def test_dashboard_rows_are_latents_and_first_panel_holds_the_decoder_cosines(sae):
+    fig = measuring_recovery.plot_latent_dashboard(sae, sae.model, instance=1, latents=[0, 2], batch_size=512)
+    bars = [trace for trace in fig.data if trace.type == "bar"]
+    assert len(bars) == 4 and len([trace for trace in fig.data if trace.type == "heatmap"]) == 2
+    features = F.normalize(sae.model.W[1].detach().T, dim=-1)
+    for bar, latent in zip(bars[::2], (0, 2), strict=True):
+        np.testing.assert_allclose(bar.y, (features @ sae.W_dec_normalized[1, latent].detach()).numpy(), rtol=1e-5)
+    assert any("fires on" in annotation.text for annotation in fig.layout.annotations)
+
+
+def test_dashboard_leaves_the_global_random_state_alone(sae):
+    before = t.random.get_rng_state()
+    measuring_recovery.plot_latent_dashboard(sae, sae.model, latents=[1], batch_size=64)
+    assert t.equal(t.random.get_rng_state(), before)
+
+
+def test_recovery_heatmap_counts_the_features_above_the_threshold(sae):
+    recovery = feature_recovery(sae.W_dec.detach(), sae.model.W.detach().transpose(-1, -2))
+    fig = measuring_recovery.plot_recovery(recovery, threshold=0.9)
+    (heatmap,) = fig.data
+    np.testing.assert_allclose(heatmap.z, recovery.numpy())
+    assert [int(label.split("(")[1].split("/")[0]) for label in heatmap.y] == (recovery > 0.9).sum(-1).tolist()
+
+
+def test_tied_vs_untied_bars_show_both_kinds_of_every_experiment():
+    summary = {
+        "one": {"untied": {"mmcs": 0.9}, "tied": {"mmcs": 0.8}},
+        "two": {"untied": {"mmcs": 0.5}, "tied": {"mmcs": 0.7}},
+    }
+    fig = tied_vs_untied.plot_tied_vs_untied(summary, {"mmcs": "MMCS"})
+    untied, tied = fig.data
+    assert list(untied.x) == ["one", "two"] and list(untied.y) == [0.9, 0.5] and list(tied.y) == [0.8, 0.7]
+
+
+def test_recovery_by_feature_draws_norms_and_both_kinds_per_setting():
+    norms, recovery = t.rand(2, 6), {"untied": t.rand(2, 6), "tied": t.rand(2, 6)}
+    fig = tied_vs_untied.plot_recovery_by_feature(recovery, norms, ["p = 0.1", "p = 0.01"], chance=0.5)
+    assert len(fig.data) == 6
+    np.testing.assert_allclose(fig.data[0].y, norms[0].numpy())
+    np.testing.assert_allclose(fig.data[5].y, recovery["tied"][1].numpy())
+    assert len(fig.layout.shapes) == 2  # the chance line in each panel
