@@ -80,5 +80,5 @@ def test_an_sae_recovers_what_the_model_represents(results):
             f"{kind}: recovered {found.sum(-1).tolist()} of {represented.sum(-1).tolist()} represented; dropped "
             f"features' best cosine {recovery[dropped].mean():.3f} (chance {chance:.3f})"
         )
-        assert found[0].all(), f"at the densest setting every represented feature is found; {measured}"
+        assert (recovery[0] > 0.9)[represented[0]].all(), f"at the densest setting every represented one; {measured}"
         assert abs(recovery[dropped].mean() - chance) < 0.1, f"dropped features are found only by chance; {measured}"
