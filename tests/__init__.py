@@ -20,6 +20,7 @@ SECTIONS = [
     "tms.double_descent",
     "sae.toy_sae",
     "sae.measuring_recovery",
+    "sae.resampling",
 ]
 
 EXERCISES: dict[str, Exercise] = {

@@ -310,8 +310,11 @@ def train_sae(
         sae.after_update()
         fired[step % window] = last["fired"]
 
+    resampled: list[Tensor] = []  # how many latents each resampling step gave a new start, per instance
+
     def resample_dead_latents(step: int) -> None:
         dead = ~fired.any(0)  # [inst d_sae]: active in none of the window's steps
+        resampled.append(dead.sum(-1))
         # the resampling methods take the fraction of each step's batch on which each latent fired; all they use is
         # whether it is 0, so the window passes 1 for "fired" (storing fractions would cost a reduction per step)
         activity = fired.float()
@@ -326,7 +329,7 @@ def train_sae(
             shape[axis] = d_sae
             optimizer.reset(param, dead.view(shape))
 
-    return train(
+    history = train(
         objective,
         lambda step: sae.generate_batch(batch_size),
         optimizer,
@@ -338,3 +341,7 @@ def train_sae(
         after_update=after_update,
         every=(freq, resample_dead_latents) if resample is not None else None,
     )
+    if resample is not None:
+        history["resample_step"] = t.arange(freq - 1, steps, freq)[: len(resampled)]
+        history["resampled"] = t.stack(resampled).cpu() if resampled else t.zeros((0, n_inst), dtype=t.long)
+    return history

@@ -168,7 +168,8 @@ class ToySAE(nn.Module):
         active per input), "frac_alive" (latents active at least once in the last `resample_window` steps); and
         "frac_active" [n_logs, inst, d_sae], how often each latent fired on the logged step's batch. With
         `resample_method` "simple" or "advanced" (section 2.4's `resample_simple`, `resample_advanced`), latents
-        that stayed dead for `resample_window` steps are resampled every `resample_freq` steps.
+        that stayed dead for `resample_window` steps are resampled every `resample_freq` steps, and the log also has
+        "resample_step" and "resampled" [n_resamples, inst], how many latents each of those steps resampled.
         """
         return train_sae(
             self,
