@@ -14,20 +14,22 @@ from tests.stats import FALSE_FAILURE_RATE, hoeffding_radius
 from tests.tms.common import (
     HINT_FREQUENCY,
     HINT_FRESH_CALLS,
-    HINT_ONLY_3D,
+    ForwardCheck,
+    ForwardFamily,
     expect_batches,
+    forward_mistakes,
+    judge_forward_check,
     judge_frequency,
     judge_independence,
     judge_loss,
     judge_magnitude_independence,
-    judge_tied_forward,
     judge_uniform,
     loss_mistakes,
     probe_batches,
+    probe_forward_check,
     probe_loss,
-    probe_tied_forward,
     sampler_mistakes,
-    tied_case,
+    shape_cases,
 )
 
 MODULE = "solutions.tms.superposition"
@@ -42,32 +44,13 @@ def reference_model(cfg_kwargs: dict, **kwargs) -> t.nn.Module:
 # ------------------------------------------------------------------------------------------- forward
 
 FORWARD_CFG = dict(n_inst=3, n_features=5, d_hidden=2)
-
-
-def forward_case(context: Context) -> dict[str, Tensor]:
-    """Weights with both signs, non-zero biases, sparse features, and a 4-D input for the `...` axes."""
-    return tied_case(context, FORWARD_CFG, salt=0, batch=6, batch_4d=(2, 4))
+TOY_MODEL = ForwardFamily("forward", weights=("W", "W"), hidden_relu=False, readout="Wᵀ W x")
+# Weights of both signs, non-zero biases, sparse features, then every other shape the contract allows.
+FORWARD = ForwardCheck(TOY_MODEL, FORWARD_CFG, salt=0, batch=6, cases=shape_cases(FORWARD_CFG))
 
 
 def probe_forward(ToyModel: type, context: Context) -> dict:
-    return probe_tied_forward(ToyModel, FORWARD_CFG, forward_case(context), context)
-
-
-def forward_without_bias(self, features):
-    hidden = einops.einsum(features, self.W, "... inst feats, inst d_hidden feats -> ... inst d_hidden")
-    return F.relu(einops.einsum(hidden, self.W, "... inst d_hidden, inst d_hidden feats -> ... inst feats"))
-
-
-def forward_without_relu(self, features):
-    hidden = einops.einsum(features, self.W, "... inst feats, inst d_hidden feats -> ... inst d_hidden")
-    return einops.einsum(hidden, self.W, "... inst d_hidden, inst d_hidden feats -> ... inst feats") + self.b_final
-
-
-def forward_relu_before_bias(self, features):
-    hidden = einops.einsum(features, self.W, "... inst feats, inst d_hidden feats -> ... inst d_hidden")
-    return (
-        F.relu(einops.einsum(hidden, self.W, "... inst d_hidden, inst d_hidden feats -> ... inst feats")) + self.b_final
-    )
+    return probe_forward_check(ToyModel, FORWARD, context)
 
 
 def forward_relu_on_hidden(self, features):
@@ -77,70 +60,17 @@ def forward_relu_on_hidden(self, features):
     )
 
 
-def forward_first_instance_weights(self, features):
-    W = self.W[0]
-    hidden = einops.einsum(features, W, "... inst feats, d_hidden feats -> ... inst d_hidden")
-    return F.relu(einops.einsum(hidden, W, "... inst d_hidden, d_hidden feats -> ... inst feats") + self.b_final)
-
-
-def forward_sums_over_instances(self, features):
-    hidden = einops.einsum(features, self.W, "... inst feats, inst d_hidden feats -> ... d_hidden")
-    return F.relu(einops.einsum(hidden, self.W, "... d_hidden, inst d_hidden feats -> ... inst feats") + self.b_final)
-
-
-def forward_bias_on_hidden_side(self, features):
-    # adds the bias to the input instead of the output: ReLU(Wᵀ W (x + b))
-    hidden = einops.einsum(features + self.b_final, self.W, "... inst feats, inst d_hidden feats -> ... inst d_hidden")
-    return F.relu(einops.einsum(hidden, self.W, "... inst d_hidden, inst d_hidden feats -> ... inst feats"))
-
-
-def forward_detached_weights(self, features):
-    W = self.W.detach()
-    hidden = einops.einsum(features, W, "... inst feats, inst d_hidden feats -> ... inst d_hidden")
-    return F.relu(einops.einsum(hidden, W, "... inst d_hidden, inst d_hidden feats -> ... inst feats") + self.b_final)
-
-
-def forward_only_3d_input(self, features):
-    hidden = einops.einsum(features, self.W, "batch inst feats, inst d_hidden feats -> batch inst d_hidden")
-    return F.relu(
-        einops.einsum(hidden, self.W, "batch inst d_hidden, inst d_hidden feats -> batch inst feats") + self.b_final
-    )
-
-
-HINT_NO_GRAD = (
-    "No gradient reaches `W` through your output, so the model could never learn. Don't use `.detach()`, "
-    "`.data`, `.item()` or `torch.no_grad()` inside forward."
-)
-
 FORWARD_MISTAKES = [
-    Mistake(
-        forward_without_bias, "Did you forget to add `b_final` before the ReLU? The model is ReLU(Wᵀ W x + b_final)."
-    ),
-    Mistake(forward_without_relu, "Your output is right before the ReLU: apply ReLU to Wᵀ W x + b_final."),
-    Mistake(forward_relu_before_bias, "You add `b_final` after the ReLU; it belongs inside: ReLU(Wᵀ W x + b_final)."),
+    *forward_mistakes(TOY_MODEL),
     Mistake(
         forward_relu_on_hidden,
         "You apply a ReLU to the hidden layer W x. This model has no hidden ReLU (that is section 4's NeuronModel).",
     ),
-    Mistake(
-        forward_first_instance_weights,
-        "Every instance must use its own weights `W[i]`; yours uses one instance's W for all of them.",
-    ),
-    Mistake(
-        forward_sums_over_instances,
-        "Your einsum sums over the `inst` axis, mixing instances. Keep `inst` in the output pattern of both einsums.",
-    ),
-    Mistake(
-        forward_bias_on_hidden_side,
-        "You add `b_final` to the input; it is added to the output: ReLU(Wᵀ (W x) + b_final).",
-    ),
-    Mistake(forward_detached_weights, HINT_NO_GRAD),
-    Mistake(forward_only_3d_input, HINT_ONLY_3D),
 ]
 
 
 def verdict_forward(results: dict, context: Context) -> None:
-    judge_tied_forward(results, reference_model(FORWARD_CFG), forward_case(context), FORWARD_MISTAKES, HINT_NO_GRAD)
+    judge_forward_check(results, FORWARD, reference_model, FORWARD_MISTAKES, context)
 
 
 # ------------------------------------------------------------------------------------ generate_batch
