@@ -394,7 +394,7 @@ def forward_mistakes(family: ForwardFamily) -> list[Mistake]:
     return mistakes
 
 
-# --------------------------------------------------------------------------------------- weights as inputs
+# ------------------------------------------------------------------------------------ functions of the weights
 
 
 def rotation(g: t.Generator, d: int) -> Tensor:
@@ -411,6 +411,23 @@ def planted_instance(g: t.Generator, d_hidden: int, n_features: int, columns: di
     for feature, (axis, norm) in columns.items():
         W[axis, feature] = norm
     return rotation(g, d_hidden) @ W
+
+
+def size_one_weights(g: t.Generator, d_hidden: int, n_features: int) -> dict[str, Tensor]:
+    """Random weights of varied norms with the size-1 axes the contract allows: one instance, one hidden dimension."""
+    shapes = {"a single instance": (1, d_hidden, n_features), "a single hidden dimension": (2, 1, n_features)}
+    return {
+        name: t.randn(shape, generator=g) * (0.3 + 2 * t.rand((shape[0], 1, n_features), generator=g))
+        for name, shape in shapes.items()
+    }
+
+
+def judge_size_one(got: Any, expected: Tensor, what: str, axes: str) -> None:
+    """A function of W on weights with size-1 axes: it must keep them, and give the reference's values."""
+    if (message := raised(got)) is not None:
+        raise CheckFailed(f"{HINT_SQUEEZE}. ({what} raised {message})")
+    got = expect_shaped(got, what, tuple(expected.shape), axes, HINT_SQUEEZE)
+    expect_close_to_reference(got, expected, what, [], lambda impl: None, HINT_SQUEEZE, rtol=1e-4, atol=1e-5)
 
 
 # -------------------------------------------------------------------------------------- generate_batch

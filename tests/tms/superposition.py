@@ -9,27 +9,32 @@ import torch as t
 import torch.nn.functional as F
 from torch import Tensor
 
-from tests.harness import CheckFailed, Context, Exercise, Mistake, expect_close, expect_tensor
+from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, expect_close, raised
 from tests.stats import FALSE_FAILURE_RATE, hoeffding_radius
 from tests.tms.common import (
     HINT_FREQUENCY,
     HINT_FRESH_CALLS,
+    HINT_SQUEEZE,
     ForwardCheck,
     ForwardFamily,
     expect_batches,
+    expect_shaped,
     forward_mistakes,
     judge_forward_check,
     judge_frequency,
     judge_independence,
     judge_loss,
     judge_magnitude_independence,
+    judge_size_one,
     judge_uniform,
     loss_mistakes,
+    planted_instance,
     probe_batches,
     probe_forward_check,
     probe_loss,
     sampler_mistakes,
     shape_cases,
+    size_one_weights,
 )
 
 MODULE = "solutions.tms.superposition"
@@ -177,15 +182,25 @@ def verdict_calculate_loss(results: dict, context: Context) -> None:
 
 # ------------------------------------------------------------------------------- superposition_stats
 
-STATS_SHAPE = (3, 4, 7)  # inst, d_hidden, feats: d_hidden ≠ feats so a wrong axis shows up in the shape
+STATS_SHAPE = (4, 3, 7)  # inst, d_hidden, feats: all different, so a wrong axis shows up in the shape
+# The last instance has a known geometry: a weak feature alone in its direction (interference 0, norm < 1), an
+# antipodal pair of very unequal norms (interference 9 on the weak one, norm 3 on the strong one), a same-sign pair,
+# and two dead features.
+STATS_PLANTED = {0: (0, 0.2), 2: (1, 3.0), 5: (1, -0.5), 4: (2, 1.3), 6: (2, 0.9)}
 
 
 def stats_case(context: Context) -> Tensor:
-    """Random weights with varied norms, one feature of instance 1 dead (a zero column)."""
+    """Random weights with varied norms, one feature of instance 1 dead (a zero column), and the planted instance."""
     g = context.generator(2)
-    W = t.randn(STATS_SHAPE, generator=g) * (0.3 + 2 * t.rand(STATS_SHAPE[0], 1, STATS_SHAPE[2], generator=g))
+    n_inst, d_hidden, n_features = STATS_SHAPE
+    W = t.randn(STATS_SHAPE, generator=g) * (0.3 + 2 * t.rand(n_inst, 1, n_features, generator=g))
     W[1, :, 3] = 0.0
+    W[-1] = planted_instance(g, d_hidden, n_features, STATS_PLANTED)
     return W
+
+
+def stats_size_one_cases(context: Context) -> dict[str, Tensor]:
+    return size_one_weights(context.generator(3), STATS_SHAPE[1], STATS_SHAPE[2])
 
 
 def probe_superposition_stats(superposition_stats, context: Context) -> dict:
@@ -195,7 +210,11 @@ def probe_superposition_stats(superposition_stats, context: Context) -> dict:
         raise CheckFailed(
             f"superposition_stats should return a tuple (norms, interference), got {type(returned).__name__}."
         )
-    return {"norms": returned[0], "interference": returned[1], "W_after": W}
+    size_one = {
+        name: attempt(lambda W=W: superposition_stats(W.to(context.device)))
+        for name, W in stats_size_one_cases(context).items()
+    }
+    return {"norms": returned[0], "interference": returned[1], "W_after": W, "size_one": size_one}
 
 
 def stats_norm_squared(W):
@@ -252,6 +271,14 @@ def stats_nan_for_dead_features(W):
     return norms, (overlaps**2).sum(-1) - overlaps.diagonal(dim1=1, dim2=2) ** 2
 
 
+def stats_squeezed(W):
+    norms = W.norm(dim=1)
+    W_normed = W / norms.clamp_min(1e-8).unsqueeze(1)
+    overlaps = einops.einsum(W_normed, W, "inst h i, inst h j -> inst i j")
+    interference = (overlaps**2).sum(-1) - overlaps.diagonal(dim1=1, dim2=2) ** 2
+    return norms.squeeze(), interference.squeeze()
+
+
 HINT_DEAD = "A feature whose column of W is all zeros must get norm 0 and interference 0, not NaN: clamp the norm (e.g. `.clamp_min(1e-8)`) before dividing by it"
 HINT_NORM_AXIS = "Take the norm of each feature's column W[inst, :, i], over the d_hidden axis (dim=1), so you get one value per feature"
 
@@ -272,6 +299,7 @@ STATS_MISTAKES = [
     ),
     Mistake(stats_norm_over_features, HINT_NORM_AXIS),
     Mistake(stats_nan_for_dead_features, HINT_DEAD),
+    Mistake(stats_squeezed, HINT_SQUEEZE),
 ]
 
 
@@ -285,8 +313,8 @@ def verdict_superposition_stats(results: dict, context: Context) -> None:
     norms = results["norms"]
     if isinstance(norms, Tensor) and tuple(norms.shape) == (n_inst, d_hidden):
         raise CheckFailed(HINT_NORM_AXIS + ".")
-    norms = expect_tensor(norms, "norms", (n_inst, n_features), "inst feats")
-    interference = expect_tensor(results["interference"], "interference", (n_inst, n_features), "inst feats")
+    norms = expect_shaped(norms, "norms", (n_inst, n_features), "inst feats")
+    interference = expect_shaped(results["interference"], "interference", (n_inst, n_features), "inst feats")
     if not (t.isfinite(norms).all() and t.isfinite(interference).all()):
         raise CheckFailed(HINT_DEAD + ".")
     expected_norms, expected_interference = superposition_stats(W)
@@ -297,6 +325,14 @@ def verdict_superposition_stats(results: dict, context: Context) -> None:
     hints = {mistake.name: mistake.hint for mistake in STATS_MISTAKES}
     expect_close(norms, expected_norms, "norms", {k: v[0] for k, v in outputs.items()}, hints)
     expect_close(interference, expected_interference, "interference", {k: v[1] for k, v in outputs.items()}, hints)
+    for name, W in stats_size_one_cases(context).items():
+        what = f"superposition_stats on W of shape {list(W.shape)} ({name})"
+        got = results["size_one"][name]
+        if raised(got) is None and (not isinstance(got, list) or len(got) != 2):
+            raise CheckFailed(f"{what} should return a tuple (norms, interference), got {type(got).__name__}.")
+        expected = superposition_stats(W)
+        for k, quantity in enumerate(("norms", "interference")):
+            judge_size_one(got if raised(got) else got[k], expected[k], f"{quantity} from {what}", "inst feats")
 
 
 # -------------------------------------------- correct implementations written differently: all must pass
