@@ -93,16 +93,17 @@ def expect_close_to_reference(
     mistakes: list[Mistake],
     run: Callable[[Callable[..., Any]], Any],
     hint: str | None = None,
-    **tolerances,
+    rtol: float = 1e-4,
+    atol: float = 1e-5,
 ) -> None:
     """`expect_close`, naming the catalogued mistake whose output (`run(impl)`) the learner's matches; the mistakes
     run only when the learner's output is wrong. A difference that no catalogued mistake explains is reported with
     `hint`, if given."""
-    if t.allclose(got, expected, **tolerances):  # NaN is never close: expect_close then names it
+    if t.allclose(got, expected, rtol=rtol, atol=atol):  # NaN is never close: expect_close then names it
         return
     outputs, hints = mistake_outputs(mistakes, run)
     try:
-        expect_close(got, expected, what, outputs, hints, **tolerances)
+        expect_close(got, expected, what, outputs, hints, rtol=rtol, atol=atol)
     except CheckFailed as error:
         if hint is None or any(known in str(error) for known in hints.values()):
             raise
@@ -260,7 +261,7 @@ def judge_forward_output(results: dict, model: t.nn.Module, features: Tensor, mi
         raise CheckFailed("forward changed its input `features` in place; compute new tensors instead.")
     with t.no_grad():
         run = lambda impl: impl(model, features)
-        expect_close_to_reference(got, model(features), "forward(features)", mistakes, run, rtol=1e-4, atol=1e-5)
+        expect_close_to_reference(got, model(features), "forward(features)", mistakes, run)
 
 
 def judge_forward_check(
@@ -286,7 +287,7 @@ def judge_forward_check(
         got = expect_shaped(got, what, tuple(features.shape), "", case.hint)
         with t.no_grad():
             run = lambda impl: impl(case_model, features)
-            expect_close_to_reference(got, case_model(features), what, mistakes, run, case.hint, rtol=1e-4, atol=1e-5)
+            expect_close_to_reference(got, case_model(features), what, mistakes, run, case.hint)
     if any(results[f"grad_{name}"] is None for name in family.parameters):
         raise CheckFailed(family.no_grad_hint + ".")
     features = main["features"]
@@ -427,7 +428,7 @@ def judge_size_one(got: Any, expected: Tensor, what: str, axes: str) -> None:
     if (message := raised(got)) is not None:
         raise CheckFailed(f"{HINT_SQUEEZE}. ({what} raised {message})")
     got = expect_shaped(got, what, tuple(expected.shape), axes, HINT_SQUEEZE)
-    expect_close_to_reference(got, expected, what, [], lambda impl: None, HINT_SQUEEZE, rtol=1e-4, atol=1e-5)
+    expect_close_to_reference(got, expected, what, [], lambda impl: None, HINT_SQUEEZE)
 
 
 # -------------------------------------------------------------------------------------- generate_batch

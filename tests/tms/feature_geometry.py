@@ -11,7 +11,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, expect_close, mistake_outputs
-from tests.tms.common import HINT_SQUEEZE, expect_shaped, judge_size_one, planted_instance, size_one_weights
+from tests.tms.common import (
+    HINT_SQUEEZE,
+    expect_close_to_reference,
+    expect_shaped,
+    judge_size_one,
+    planted_instance,
+    size_one_weights,
+)
 
 MODULE = "solutions.tms.feature_geometry"
 
@@ -303,8 +310,9 @@ def verdict_dimensions_per_feature(results: dict, context: Context) -> None:
         if shape in ((n_features,), (d_hidden,), (n_inst, d_hidden)):
             raise CheckFailed(f"{HINT_AXES}; you returned shape {shape}.")
     D_star = expect_shaped(D_star, "dimensions_per_feature(W)", (n_inst,), "inst")
-    outputs, hints = mistake_outputs(DIMENSIONS_PER_FEATURE_MISTAKES, lambda impl: impl(W))
-    expect_close(D_star, dimensions_per_feature(W), "dimensions_per_feature(W)", outputs, hints)
+    expected = dimensions_per_feature(W)
+    run = lambda impl: impl(W)
+    expect_close_to_reference(D_star, expected, "dimensions_per_feature(W)", DIMENSIONS_PER_FEATURE_MISTAKES, run)
     for name, W_small in size_one_cases(context).items():
         what = f"dimensions_per_feature on W of shape {list(W_small.shape)} ({name})"
         judge_size_one(results["size_one"][name], dimensions_per_feature(W_small), what, "inst")

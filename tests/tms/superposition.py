@@ -9,7 +9,7 @@ import torch as t
 import torch.nn.functional as F
 from torch import Tensor
 
-from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, expect_close, raised
+from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, raised
 from tests.stats import FALSE_FAILURE_RATE, hoeffding_radius
 from tests.tms.common import (
     HINT_FREQUENCY,
@@ -18,6 +18,7 @@ from tests.tms.common import (
     ForwardCheck,
     ForwardFamily,
     expect_batches,
+    expect_close_to_reference,
     expect_shaped,
     forward_mistakes,
     judge_forward_check,
@@ -318,13 +319,10 @@ def verdict_superposition_stats(results: dict, context: Context) -> None:
     if not (t.isfinite(norms).all() and t.isfinite(interference).all()):
         raise CheckFailed(HINT_DEAD + ".")
     expected_norms, expected_interference = superposition_stats(W)
-    outputs = {}
-    for mistake in STATS_MISTAKES:
-        mistake_norms, mistake_interference = mistake.impl(W)
-        outputs[mistake.name] = (mistake_norms, mistake_interference)
-    hints = {mistake.name: mistake.hint for mistake in STATS_MISTAKES}
-    expect_close(norms, expected_norms, "norms", {k: v[0] for k, v in outputs.items()}, hints)
-    expect_close(interference, expected_interference, "interference", {k: v[1] for k, v in outputs.items()}, hints)
+    expect_close_to_reference(norms, expected_norms, "norms", STATS_MISTAKES, lambda impl: impl(W)[0])
+    expect_close_to_reference(
+        interference, expected_interference, "interference", STATS_MISTAKES, lambda impl: impl(W)[1]
+    )
     for name, W in stats_size_one_cases(context).items():
         what = f"superposition_stats on W of shape {list(W.shape)} ({name})"
         got = results["size_one"][name]
