@@ -63,8 +63,8 @@ HINT_LEADING_AXES = (
     "the end (`features[..., i, :]`), not as axis 1"
 )
 HINT_SQUEEZE = (
-    "Keep every axis of the contract, even one of size 1 (a leading axis of size 1, n_inst = 1 or d_hidden = 1): "
-    "`.squeeze()` with no argument drops all of them, so name the axis you mean, `.squeeze(dim)`"
+    "Keep every axis, even one of size 1 (an input axis of size 1, n_inst = 1 or d_hidden = 1): `.squeeze()` with "
+    "no argument drops all of them, so name the axis you mean, `.squeeze(dim)`"
 )
 
 

@@ -8,17 +8,8 @@ must broadcast, and trained-looking weights of all three phases with both signs 
 import torch as t
 from torch import Tensor
 
-from tests.harness import (
-    CheckFailed,
-    Context,
-    Exercise,
-    Mistake,
-    attempt,
-    expect_close,
-    expect_tensor,
-    mistake_outputs,
-    raised,
-)
+from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, expect_close, mistake_outputs, raised
+from tests.tms.common import HINT_SQUEEZE, dropped_size_one_axes, expect_close_to_reference, expect_shaped
 
 MODULE = "solutions.tms.phase_diagrams"
 LABELS = ("not represented", "dedicated", "superposition")
@@ -28,7 +19,8 @@ LABELS = ("not represented", "dedicated", "superposition")
 
 
 def phase_losses_case(context: Context) -> dict[str, Tensor]:
-    """Same-shape inputs [4, 6], inputs that broadcast ([5, 1] against [7]), and a pair of 0-d tensors.
+    """Same-shape inputs [4, 6], then every other shape the contract allows: inputs that broadcast ([5, 1] against
+    [7]), a pair of 0-d tensors, a pair of [1]-shaped tensors, and a [3] ratio with a 0-d density.
 
     Importance ratios span 0.03 to 30, so both r < 1 and r > 1 occur; densities include 0.001, 0.01, 0.999 and 1.
     """
@@ -44,19 +36,33 @@ def phase_losses_case(context: Context) -> dict[str, Tensor]:
         "density_row": 10 ** -(t.rand(7, generator=g) * 2.5),
         "ratio_scalar": t.tensor(3.0),
         "density_scalar": t.tensor(0.05),
+        "ratio_one": log_r(1).exp(),
+        "density_one": 10 ** -(t.rand(1, generator=g) * 3),
+        "ratio_three": log_r(3).exp(),
+        "density_zero_d": 10 ** -(t.rand((), generator=g) * 3),
     }
+
+
+# (result key, what the learner is told, ratio key, density key) of every call besides the main one
+PHASE_LOSSES_CALLS = [
+    ("broadcast", "phase_losses(r [5, 1], p [7])", "ratio_column", "density_row"),
+    ("scalar", "phase_losses on 0-d tensors", "ratio_scalar", "density_scalar"),
+    ("ones", "phase_losses(r [1], p [1])", "ratio_one", "density_one"),
+    ("scalar_density", "phase_losses(r [3], p 0-d)", "ratio_three", "density_zero_d"),
+]
 
 
 def probe_phase_losses(phase_losses, context: Context) -> dict:
     case = phase_losses_case(context)
     inputs = {key: value.to(context.device) for key, value in case.items()}
-    return {
+    results = {
         "losses": phase_losses(inputs["importance_ratio"], inputs["density"]),
-        "broadcast": attempt(lambda: phase_losses(inputs["ratio_column"], inputs["density_row"])),
-        "scalar": attempt(lambda: phase_losses(inputs["ratio_scalar"], inputs["density_scalar"])),
         "ratio_after": inputs["importance_ratio"],
         "density_after": inputs["density"],
     }
+    for key, _, ratio, density in PHASE_LOSSES_CALLS:
+        results[key] = attempt(lambda ratio=ratio, density=density: phase_losses(inputs[ratio], inputs[density]))
+    return results
 
 
 def variance(p):
@@ -120,9 +126,28 @@ def phase_losses_no_broadcast(importance_ratio, density):
     return t.stack([r * variance(p), variance(p), (1 + r) * p**2 / 6], dim=-1)
 
 
+def phase_losses_stacked_on_axis_1(importance_ratio, density):
+    r, p = t.broadcast_tensors(importance_ratio, density)
+    return t.stack([r * variance(p), variance(p), (1 + r) * p**2 / 6], dim=1)
+
+
+def phase_losses_concatenated(importance_ratio, density):
+    r, p = t.broadcast_tensors(importance_ratio, density)
+    return t.cat([r * variance(p), variance(p), (1 + r) * p**2 / 6], dim=-1)
+
+
+def phase_losses_squeezed(importance_ratio, density):
+    r, p = t.broadcast_tensors(importance_ratio, density)
+    return t.stack([r * variance(p), variance(p), (1 + r) * p**2 / 6], dim=-1).squeeze()
+
+
 HINT_STACK_AXIS = (
     "The three losses go on the *last* axis: stack them with `dim=-1`, so the result has shape [..., 3] "
     "(ignore, dedicated, superposition)"
+)
+HINT_CONCATENATED = (
+    "Put the three losses on a new last axis with `t.stack([...], dim=-1)`: `t.cat` (or `t.column_stack`) joins them "
+    "along an axis they already have, giving [..., 3n] instead of [..., n, 3]"
 )
 HINT_BROADCAST = (
     "phase_losses must broadcast its two inputs, e.g. r of shape [5, 1] with p of shape [7] gives [5, 7, 3]. "
@@ -178,7 +203,24 @@ PHASE_LOSSES_MISTAKES = [
     ),
     Mistake(phase_losses_stacked_first, HINT_STACK_AXIS),
     Mistake(phase_losses_no_broadcast, HINT_BROADCAST),
+    Mistake(phase_losses_stacked_on_axis_1, HINT_STACK_AXIS),
+    Mistake(phase_losses_concatenated, HINT_CONCATENATED),
+    Mistake(phase_losses_squeezed, HINT_SQUEEZE),
 ]
+
+
+def expect_losses(got, what: str, shape: tuple[int, ...]) -> Tensor:
+    """Shape [..., 3], naming the likely mistake when the three losses went on the wrong axis or an axis was lost."""
+    if isinstance(got, Tensor) and tuple(got.shape) != shape:
+        got_shape, inputs_shape = tuple(got.shape), shape[:-1]
+        if len(got_shape) == len(shape) and any(
+            got_shape[k] == 3 and got_shape[:k] + got_shape[k + 1 :] == inputs_shape for k in range(len(shape))
+        ):
+            raise CheckFailed(f"{HINT_STACK_AXIS}. {what} has shape {got_shape}, expected {shape}.")
+        squeezed = dropped_size_one_axes(got_shape, shape)  # [1]-shaped inputs: (3,) is squeezed, not concatenated
+        if inputs_shape and got_shape == (*inputs_shape[:-1], 3 * inputs_shape[-1]) and not squeezed:
+            raise CheckFailed(f"{HINT_CONCATENATED}. {what} has shape {got_shape}, expected {shape}.")
+    return expect_shaped(got, what, shape, " ".join(["r"] * (len(shape) - 1) + ["phase"]))
 
 
 def verdict_phase_losses(results: dict, context: Context) -> None:
@@ -188,23 +230,20 @@ def verdict_phase_losses(results: dict, context: Context) -> None:
     ratio, density = case["importance_ratio"], case["density"]
     if not (t.equal(results["ratio_after"], ratio) and t.equal(results["density_after"], density)):
         raise CheckFailed("phase_losses changed its inputs in place; compute new tensors instead.")
-    got = results["losses"]
-    if isinstance(got, Tensor) and tuple(got.shape) == (3, *ratio.shape):
-        raise CheckFailed(HINT_STACK_AXIS + ".")
-    got = expect_tensor(got, "phase_losses(r, p)", (*ratio.shape, 3), "a b phase")
+    got = expect_losses(results["losses"], "phase_losses(r, p)", (*ratio.shape, 3))
     outputs, hints = mistake_outputs(PHASE_LOSSES_MISTAKES, lambda impl: impl(ratio, density))
     expect_close(got, phase_losses(ratio, density), "phase_losses(r, p)", outputs, hints, rtol=1e-4, atol=1e-8)
 
-    column, row = case["ratio_column"], case["density_row"]
-    if raised(results["broadcast"]) is not None:
-        raise CheckFailed(f"{HINT_BROADCAST}. (Yours raised {raised(results['broadcast'])})")
-    broadcast = expect_tensor(
-        results["broadcast"], "phase_losses(r [5, 1], p [7])", (column.shape[0], row.shape[0], 3), "r p phase"
-    )
-    expect_close(broadcast, phase_losses(column, row), "phase_losses(r [5, 1], p [7])", rtol=1e-4, atol=1e-8)
-    scalar = expect_tensor(results["scalar"], "phase_losses on 0-d tensors", (3,), "phase")
-    expected = phase_losses(case["ratio_scalar"], case["density_scalar"])
-    expect_close(scalar, expected, "phase_losses(r=3, p=0.05)", rtol=1e-4, atol=1e-8)
+    for key, what, ratio_key, density_key in PHASE_LOSSES_CALLS:
+        r, p = case[ratio_key], case[density_key]
+        expected = phase_losses(r, p)
+        if (message := raised(results[key])) is not None:
+            if r.shape != p.shape:
+                raise CheckFailed(f"{HINT_BROADCAST}. ({what} raised {message})")
+            raise CheckFailed(f"{what} raised {message}")
+        got = expect_losses(results[key], what, tuple(expected.shape))
+        run = lambda impl, r=r, p=p: impl(r, p)  # noqa: E731
+        expect_close_to_reference(got, expected, what, PHASE_LOSSES_MISTAKES, run, rtol=1e-4, atol=1e-8)
 
 
 # ------------------------------------------------------------------------------------- classify_phase
