@@ -279,38 +279,30 @@ def classify_case(context: Context) -> dict[str, Tensor]:
     p between 0.001 and 1 (tiny when p is); superposed features have small biases of either sign.
     """
     g = context.generator(12)
-    uniform = lambda n, low, high: low + (high - low) * t.rand(n, generator=g)  # noqa: E731
-    dropped_bias = lambda n: 10 ** uniform(n, -3, 0) / 2 + uniform(n, -0.003, 0.003)  # noqa: E731
-    signs = [(1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)]
-    weights, biases, phases = [], [], []
-    n = N_PER_KIND
-    for s1, s2 in signs:
-        # not represented: feature 1 owns the dimension, feature 2 is dropped (bias ≈ its mean p/2)
-        weights.append(t.stack([s1 * uniform(n, 0.85, 1.15), s2 * uniform(n, 0.0, 0.15)], -1))
-        biases.append(t.stack([uniform(n, -0.02, 0.02), dropped_bias(n)], -1))
-        phases += [0] * n
-        # dedicated: feature 2 owns the dimension, feature 1 is dropped
-        weights.append(t.stack([s1 * uniform(n, 0.0, 0.15), s2 * uniform(n, 0.85, 1.15)], -1))
-        biases.append(t.stack([dropped_bias(n), uniform(n, -0.02, 0.02)], -1))
-        phases += [1] * n
-    for s1 in (1.0, -1.0):
-        # superposition: opposite signs (antipodal), unequal norms, small biases of either sign
-        m = 2 * n
-        weights.append(t.stack([s1 * uniform(m, 0.7, 1.3), -s1 * uniform(m, 0.7, 1.3)], -1))
-        biases.append(uniform(2 * m, -0.05, 0.15).view(m, 2))
-        phases += [2] * m
-    # the edge cases with a random sign per instance, and another per dropped weight (which may have either sign)
+    uniform = lambda shape, low, high: low + (high - low) * t.rand(shape, generator=g)  # noqa: E731
+    dropped_bias = lambda shape: 10 ** uniform(shape, -3, 0) / 2 + uniform(shape, -0.003, 0.003)  # noqa: E731
     flip = lambda shape: t.where(t.rand(shape, generator=g) < 0.5, -1.0, 1.0)  # noqa: E731
+    m = 4 * N_PER_KIND  # instances per phase: N_PER_KIND per sign pattern
+    signs = t.tensor([(1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)]).repeat_interleave(N_PER_KIND, 0)
+    small = uniform((m, 2), -0.02, 0.02)
+    # not represented: feature 1 owns the dimension, feature 2 is dropped (bias ≈ its mean p/2)
+    not_represented = t.stack([uniform(m, 0.85, 1.15), uniform(m, 0.0, 0.15)], -1) * signs
+    not_represented_bias = t.stack([small[:, 0], dropped_bias(m)], -1)
+    # dedicated: feature 2 owns the dimension, feature 1 is dropped
+    dedicated = t.stack([uniform(m, 0.0, 0.15), uniform(m, 0.85, 1.15)], -1) * signs
+    dedicated_bias = t.stack([dropped_bias(m), small[:, 1]], -1)
+    # superposition: opposite signs (antipodal), unequal norms, small biases of either sign
+    superposition = uniform((m, 2), 0.7, 1.3) * t.tensor([1.0, -1.0]) * flip((m, 1))
+    superposition_bias = uniform((m, 2), -0.05, 0.15)
+    # the edge cases, with a random sign per instance and another per dropped weight (which may have either sign)
     edge = t.tensor([w for w, _ in EDGE_CASES]) * flip((len(EDGE_CASES), 1))
     dropped = edge.abs() < 0.5
-    weights.append(t.where(dropped, edge * flip(edge.shape), edge))
-    biases.append(
-        t.where(
-            dropped, dropped_bias(edge.numel()).view(edge.shape), uniform(edge.numel(), -0.02, 0.02).view(edge.shape)
-        )
-    )
-    phases += [phase for _, phase in EDGE_CASES]
-    W, b, phase = t.cat(weights), t.cat(biases), t.tensor(phases)
+    edge = t.where(dropped, edge * flip(edge.shape), edge)
+    edge_bias = t.where(dropped, dropped_bias(edge.shape), uniform(edge.shape, -0.02, 0.02))
+
+    W = t.cat([not_represented, dedicated, superposition, edge])
+    b = t.cat([not_represented_bias, dedicated_bias, superposition_bias, edge_bias])
+    phase = t.tensor([0] * m + [1] * m + [2] * m + [phase for _, phase in EDGE_CASES])
     order = t.randperm(len(phase), generator=g)
     # Instance 0 is a dedicated one, so that giving every instance instance 0's label is told apart from
     # calling everything superposition.
@@ -319,11 +311,10 @@ def classify_case(context: Context) -> dict[str, Tensor]:
     return {"W": W[order].unsqueeze(1), "b_final": b[order], "phase": phase[order]}
 
 
-def classify_single_case(context: Context) -> dict[str, Tensor]:
+def single_instance_of(case: dict[str, Tensor]) -> dict[str, Tensor]:
     """A single instance ([1, 1, 2] weights): the case's first superposition instance."""
-    case = classify_case(context)
     k = int((case["phase"] == 2).nonzero()[0])
-    return {"W": case["W"][k : k + 1], "b_final": case["b_final"][k : k + 1]}
+    return {"W": case["W"][k : k + 1].clone(), "b_final": case["b_final"][k : k + 1].clone()}
 
 
 def labels_of(returned) -> list[str] | dict:
@@ -337,9 +328,9 @@ def labels_of(returned) -> list[str] | dict:
 
 def probe_classify_phase(classify_phase, context: Context) -> dict:
     case = classify_case(context)
+    single = single_instance_of(case)  # a copy, taken before the learner's code sees the case
     W, b_final = case["W"].to(context.device), case["b_final"].to(context.device)
     labels = labels_of(classify_phase(W, b_final))
-    single = classify_single_case(context)
     single_labels = attempt(
         lambda: labels_of(classify_phase(single["W"].to(context.device), single["b_final"].to(context.device)))
     )
@@ -350,7 +341,7 @@ def classify_with(rule):
     """A learner's classify_phase from a rule (w1, w2, b1, b2) -> label, applied instance by instance."""
 
     def classify(W, b_final):
-        return [rule(*W[i, 0].tolist(), *b_final[i].tolist()) for i in range(W.shape[0])]
+        return [rule(*weights, *biases) for weights, biases in zip(W[:, 0].tolist(), b_final.tolist(), strict=True)]
 
     return classify
 
@@ -576,7 +567,7 @@ def verdict_classify_phase(results: dict, context: Context) -> None:
             f"{describe_instance(case, wrong)} should be {expected[wrong]!r}, got {labels[wrong]!r} "
             f"({sum(a != b for a, b in zip(labels, expected, strict=True))} of {len(labels)} instances are wrong)."
         )
-    single = classify_single_case(context)
+    single = single_instance_of(case)
     what = "classify_phase on a single instance (W of shape [1, 1, 2])"
     if (message := raised(results["single"])) is not None:
         raise CheckFailed(f"{HINT_SQUEEZE_W}. ({what} raised {message})")
