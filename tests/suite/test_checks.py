@@ -96,7 +96,7 @@ def test_no_false_failures_over_200_seeds(exercise_id):
 
 # Check seeds under which every catalogued mistake must fail with its own hint. Running the whole catalogue (about
 # 200 mistakes) once costs about 2.2 CPU-seconds on one thread, three quarters of it in the six generator checks, so
-# 36 seeds keep this test near 80 CPU-seconds (measured on the course's 2-core CI machine).
+# 36 seeds keep this test near 80 CPU-seconds (measured on a busy 2-core machine).
 MISTAKE_SEEDS = range(36)
 
 

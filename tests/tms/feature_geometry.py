@@ -1,8 +1,10 @@
 """Checks for chapter 1, section 5 (feature geometry), with their catalogues of mistakes.
 
-Both exercises are deterministic functions of W, so each check compares with the reference on seeded weights: not
-square (d_hidden ≠ feats, so a wrong axis shows up), with varied norms (so ‖W_i‖ and ‖W_i‖² differ), varied per
-instance (so mixing instances shows up), and with a dead feature (a zero column, which must give 0, not NaN).
+Both exercises are deterministic functions of W, so each check compares with the reference on seeded weights: with
+all three sizes different (so a wrong axis shows up), varied norms (so ‖W_i‖ and ‖W_i‖² differ), varied per instance
+(so mixing instances shows up), a dead feature (a zero column, which must give 0, not NaN), and an instance of known
+geometry whose features are mostly dead (so that D* > 1 and a weak feature alone in its direction has D_i = 1); then
+on weights with a single instance and with a single hidden dimension.
 """
 
 import einops
