@@ -9,7 +9,7 @@ signs and realistic biases, the edges of every phase (neither feature represente
 import torch as t
 from torch import Tensor
 
-from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, expect_close, mistake_outputs, raised
+from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, raised
 from tests.tms.common import HINT_SQUEEZE, dropped_size_one_axes, expect_close_to_reference, expect_shaped
 
 MODULE = "solutions.tms.phase_diagrams"
@@ -232,8 +232,9 @@ def verdict_phase_losses(results: dict, context: Context) -> None:
     if not (t.equal(results["ratio_after"], ratio) and t.equal(results["density_after"], density)):
         raise CheckFailed("phase_losses changed its inputs in place; compute new tensors instead.")
     got = expect_losses(results["losses"], "phase_losses(r, p)", (*ratio.shape, 3))
-    outputs, hints = mistake_outputs(PHASE_LOSSES_MISTAKES, lambda impl: impl(ratio, density))
-    expect_close(got, phase_losses(ratio, density), "phase_losses(r, p)", outputs, hints, rtol=1e-4, atol=1e-8)
+    run = lambda impl: impl(ratio, density)  # noqa: E731
+    expected = phase_losses(ratio, density)
+    expect_close_to_reference(got, expected, "phase_losses(r, p)", PHASE_LOSSES_MISTAKES, run, rtol=1e-4, atol=1e-8)
 
     for key, what, ratio_key, density_key in PHASE_LOSSES_CALLS:
         r, p = case[ratio_key], case[density_key]
