@@ -55,10 +55,12 @@ def phase_losses(
 def classify_phase(W: Float[Tensor, "inst 1 2"], b_final: Float[Tensor, "inst 2"]) -> list[str]:
     """The phase of every instance of a trained 2-feature → 1-dimension model, read from its weights.
 
-    "not represented": feature 2 has no direction (|w₂| small); "dedicated": feature 2 has the dimension and
-    feature 1 has none; "superposition": both have a direction, necessarily the same line, and a trained model
-    puts them on opposite sides of it (antipodal). The biases are not needed: a dropped feature's bias is just
-    its mean p/2, which is tiny when p is, and a feature's sign says nothing about whether it is represented.
+    The labels describe feature 2 (importance r). "not represented": feature 2 has no direction (|w₂| small),
+    whatever feature 1 does, so also when neither feature is represented; "dedicated": feature 2 has the dimension
+    and feature 1 has none; "superposition": both have a direction, necessarily the same line, whatever their
+    signs (a trained model puts them on opposite sides of it, antipodal). The biases are not needed: a dropped
+    feature's bias is just its mean p/2, which is tiny when p is, and a feature's sign says nothing about whether
+    it is represented.
     """
     # Trained weights sit near 0 or near ±1 (0.7 to 1.1 in superposition), so any threshold in between gives the
     # same labels; a feature stored with a negative weight is represented as well as one with a positive weight.

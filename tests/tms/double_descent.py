@@ -329,6 +329,12 @@ def lr_zero_at_last_step(step, steps, warmup_steps):
     return 0.5 * (1 + math.cos(math.pi * (step - warmup_steps) / (steps - 1 - warmup_steps)))
 
 
+def lr_quarter_cosine_to_last_step(step, steps, warmup_steps):
+    if step < warmup_steps:
+        return step / warmup_steps
+    return math.cos(0.5 * math.pi * (step - warmup_steps) / (steps - 1 - warmup_steps))
+
+
 def lr_returns_learning_rate(step, steps, warmup_steps):
     if step < warmup_steps:
         return 1e-3 * step / warmup_steps
@@ -351,6 +357,7 @@ HINT_LINEAR = "After the warm-up the decay follows a cosine, ½ (1 + cos(π · p
 HINT_SHIFT = "cos(π · progress) goes down to −1: shift and scale it to ½ (1 + cos(π · progress)), so the multiplier stays in [0, 1]"
 HINT_INTEGER = "`step // warmup_steps` is integer division (always 0 during warm-up): use `/`"
 HINT_LAST_STEP = "Divide by (steps − warmup_steps): the multiplier reaches 0 at step = steps, one past the last step, so the last update still moves the weights"
+HINT_QUARTER_TO_LAST_STEP = "Use half a cosine period, ½ (1 + cos(π · progress)), with progress = (step − warmup_steps) / (steps − warmup_steps); yours is a quarter period, cos(π/2 · progress), that reaches 0 at the last step because it divides by (steps − 1 − warmup_steps)"
 HINT_MULTIPLIER = "Return a multiplier in [0, 1] (1 at the end of the warm-up), not the learning rate itself: the training loop multiplies it by lr"
 HINT_NO_WARMUP = "With warmup_steps = 0 there is no warm-up: compute step / warmup_steps only when step < warmup_steps, so you never divide by 0"
 
@@ -364,6 +371,7 @@ LR_MISTAKES = [
     Mistake(lr_cosine_without_shift, HINT_SHIFT),
     Mistake(lr_integer_division, HINT_INTEGER),
     Mistake(lr_zero_at_last_step, HINT_LAST_STEP),
+    Mistake(lr_quarter_cosine_to_last_step, HINT_QUARTER_TO_LAST_STEP),
     Mistake(lr_returns_learning_rate, HINT_MULTIPLIER),
     Mistake(lr_fails_without_warmup, HINT_NO_WARMUP),
 ]
@@ -402,13 +410,16 @@ def verdict_warmup_cosine_lr(results: dict, context: Context) -> None:
     for mistake in LR_MISTAKES:  # a mistake explains the failure if it matches every schedule the learner got wrong
         if matches(mistakes[mistake.name], wrong):
             raise CheckFailed(mistake.hint + ".")
-    key = wrong[0]
+    # Report the largest difference over every schedule that is wrong (NaN counts as the largest).
+    differences = {key: (got[key] - expected[key]).abs().nan_to_num(nan=math.inf) for key in wrong}
+    key = max(wrong, key=lambda k: float(differences[k].max()))
     steps, warmup_steps = map(int, key.split(","))
-    step = int(((got[key] - expected[key]).abs() > 1e-6 + 1e-5 * expected[key].abs()).nonzero()[0])
+    step = int(differences[key].argmax())
     raise CheckFailed(
         f"warmup_cosine_lr({step}, {steps}, {warmup_steps}) returned {float(got[key][step]):.6g}; expected "
-        f"{float(expected[key][step]):.6g}. It should be 0 at step 0, rise linearly to 1 at step = warmup_steps, then "
-        f"follow ½ (1 + cos(π (step − warmup_steps) / (steps − warmup_steps)))."
+        f"{float(expected[key][step]):.6g} (the largest difference, {float(differences[key][step]):.3g}, over the "
+        f"{len(wrong)} of {len(got)} schedules tried that are wrong). It should be 0 at step 0, rise linearly to 1 at "
+        f"step = warmup_steps, then follow ½ (1 + cos(π (step − warmup_steps) / (steps − warmup_steps)))."
     )
 
 

@@ -1,8 +1,10 @@
 """Checks for chapter 1, section 5 (feature geometry), with their catalogues of mistakes.
 
-Both exercises are deterministic functions of W, so each check compares with the reference on seeded weights: not
-square (d_hidden ≠ feats, so a wrong axis shows up), with varied norms (so ‖W_i‖ and ‖W_i‖² differ), varied per
-instance (so mixing instances shows up), and with a dead feature (a zero column, which must give 0, not NaN).
+Both exercises are deterministic functions of W, so each check compares with the reference on seeded weights: with
+all three sizes different (so a wrong axis shows up), varied norms (so ‖W_i‖ and ‖W_i‖² differ), varied per instance
+(so mixing instances shows up), a dead feature (a zero column, which must give 0, not NaN), and an instance of known
+geometry whose features are mostly dead (so that D* > 1 and a weak feature alone in its direction has D_i = 1); then
+on weights with a single instance and with a single hidden dimension.
 """
 
 import einops
@@ -10,23 +12,41 @@ import torch as t
 import torch.nn.functional as F
 from torch import Tensor
 
-from tests.harness import CheckFailed, Context, Exercise, Mistake, expect_close, expect_tensor, mistake_outputs
+from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, expect_close, mistake_outputs
+from tests.tms.common import (
+    HINT_SQUEEZE,
+    expect_close_to_reference,
+    expect_shaped,
+    judge_size_one,
+    planted_instance,
+    size_one_weights,
+)
 
 MODULE = "solutions.tms.feature_geometry"
 
-SHAPE = (3, 4, 7)  # inst, d_hidden, feats
-DEAD = (1, 3)  # (instance, feature) whose column is all zeros
+SHAPE = (4, 3, 7)  # inst, d_hidden, feats: all different, so a wrong axis shows up in the shape
+DEAD = (1, 3)  # (instance, feature) whose column is all zeros, besides the planted instance's dead features
+# The last instance has a known geometry, with most features dead: a feature alone in its direction (D = 1), an
+# antipodal pair of unequal norms (D = 0.62 and 0.38), a weak feature alone in its direction (still D = 1), three
+# dead features (D = 0), and ‖W‖_F² = 0.855 < d_hidden, so D* = 3.5 > 1.
+PLANTED = {0: (0, 0.7), 2: (1, 0.45), 5: (1, -0.35), 4: (2, 0.2)}
 
 
 def weights_case(context: Context) -> Tensor:
-    """Random weights, every column and every instance with its own scale, and one dead feature."""
+    """Random weights, every column and every instance with its own scale, one dead feature, and the planted
+    instance."""
     g = context.generator(5)
-    n_inst, _, n_features = SHAPE
+    n_inst, d_hidden, n_features = SHAPE
     column_scale = 0.3 + 2 * t.rand((n_inst, 1, n_features), generator=g)
-    instance_scale = t.tensor([0.5, 1.0, 1.7]).view(n_inst, 1, 1)
+    instance_scale = t.tensor([0.5, 1.0, 1.7, 1.0]).view(n_inst, 1, 1)
     W = t.randn(SHAPE, generator=g) * column_scale * instance_scale
     W[DEAD[0], :, DEAD[1]] = 0.0
+    W[-1] = planted_instance(g, d_hidden, n_features, PLANTED)
     return W
+
+
+def size_one_cases(context: Context) -> dict[str, Tensor]:
+    return size_one_weights(context.generator(6), SHAPE[1], SHAPE[2])
 
 
 def check_unchanged(results: dict, W: Tensor, name: str) -> None:
@@ -37,9 +57,14 @@ def check_unchanged(results: dict, W: Tensor, name: str) -> None:
 # ---------------------------------------------------------------------------------- compute_dimensionality
 
 
+def probe_on_size_one_cases(function, context: Context) -> dict:
+    return {name: attempt(lambda W=W: function(W.to(context.device))) for name, W in size_one_cases(context).items()}
+
+
 def probe_compute_dimensionality(compute_dimensionality, context: Context) -> dict:
     W = weights_case(context).to(context.device)
-    return {"D": compute_dimensionality(W), "W_after": W}
+    D = compute_dimensionality(W)
+    return {"D": D, "W_after": W, "size_one": probe_on_size_one_cases(compute_dimensionality, context)}
 
 
 def overlaps_of(W: Tensor, normalise: str = "i") -> Tensor:
@@ -90,6 +115,19 @@ def dim_nan_for_dead_features(W):
     return W.norm(dim=1) ** 2 / (overlaps**2).sum(-1)
 
 
+def dim_weak_features_as_dead(W):
+    norms = W.norm(dim=1)
+    W_normed = W / norms.clamp_min(1e-8).unsqueeze(1)
+    overlaps = einops.einsum(W_normed, W, "inst h i, inst h j -> inst i j")
+    return t.where(norms > 0.5, norms**2 / (overlaps**2).sum(-1).clamp_min(1e-12), 0.0)
+
+
+def dim_squeezed(W):
+    W_normed = W / W.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    overlaps = einops.einsum(W_normed, W, "inst h i, inst h j -> inst i j")
+    return (W.norm(dim=1) ** 2 / (overlaps**2).sum(-1).clamp_min(1e-12)).squeeze()
+
+
 def dim_norm_over_features(W):
     norms = W.norm(dim=2)  # [inst d_hidden]: one norm per hidden dimension, not per feature
     return norms**2 / (overlaps_of(W) ** 2).sum(-1)[:, : W.shape[1]].clamp_min(1e-12)
@@ -124,6 +162,12 @@ DIMENSIONALITY_MISTAKES = [
     Mistake(dim_mean_over_features, "Sum the squared overlaps over j in the denominator; don't average them."),
     Mistake(dim_nan_for_dead_features, HINT_DEAD),
     Mistake(dim_norm_over_features, HINT_NORM_AXIS),
+    Mistake(
+        dim_weak_features_as_dead,
+        "Only a feature whose column is exactly zero is dead: a weak feature still has its direction, and alone in "
+        "it its dimensionality is ‖W_i‖² / ‖W_i‖² = 1, however small ‖W_i‖ is. Don't zero features below a threshold.",
+    ),
+    Mistake(dim_squeezed, HINT_SQUEEZE),
 ]
 
 
@@ -136,21 +180,29 @@ def verdict_compute_dimensionality(results: dict, context: Context) -> None:
     D = results["D"]
     if isinstance(D, Tensor) and tuple(D.shape) == (n_inst, d_hidden):
         raise CheckFailed(HINT_NORM_AXIS + ".")
-    D = expect_tensor(D, "compute_dimensionality(W)", (n_inst, n_features), "inst feats")
-    # Judge the live features first, so that a wrong formula is named even if dead features also come out wrong.
-    alive = t.ones(n_inst, n_features, dtype=t.bool)
-    alive[DEAD] = False
-    outputs, hints = mistake_outputs(DIMENSIONALITY_MISTAKES, lambda impl: impl(W))
-    outputs = {name: output[alive] if output.shape == D.shape else output for name, output in outputs.items()}
-    expect_close(D[alive], compute_dimensionality(W)[alive], "compute_dimensionality(W)", outputs, hints)
-    dead = D[DEAD]
-    if not t.isfinite(dead):
-        raise CheckFailed(f"{HINT_DEAD}. (Feature {DEAD[1]} of instance {DEAD[0]} is dead; you returned {dead:.3g}.)")
-    if dead.abs() > 1e-5:
-        raise CheckFailed(
-            f"Feature {DEAD[1]} of instance {DEAD[0]} is dead (its column is all zeros), so its dimensionality is 0; "
-            f"you returned {dead:.5g}."
-        )
+    D = expect_shaped(D, "compute_dimensionality(W)", (n_inst, n_features), "inst feats")
+    expected = compute_dimensionality(W)
+    # Judge the live features first, so that a wrong formula is named even if it also gets dead features wrong, or
+    # gives inf for a feature alone in its direction (as leaving out j = i does).
+    alive = W.norm(dim=1) > 0
+    if not t.allclose(D[alive], expected[alive], rtol=1e-4, atol=1e-5):
+        outputs, hints = mistake_outputs(DIMENSIONALITY_MISTAKES, lambda impl: impl(W))
+        for name, output in outputs.items():
+            if output.shape == D.shape and t.allclose(D[alive], output[alive], rtol=1e-4, atol=1e-5, equal_nan=True):
+                raise CheckFailed(f"compute_dimensionality(W) is wrong. {hints[name]}")
+        expect_close(D[alive], expected[alive], "compute_dimensionality(W) on the features that are not dead")
+    for inst, feature in (~alive).nonzero().tolist():
+        dead = D[inst, feature]
+        if not t.isfinite(dead):
+            raise CheckFailed(f"{HINT_DEAD}. (Feature {feature} of instance {inst} is dead; you returned {dead:.3g}.)")
+        if dead.abs() > 1e-5:
+            raise CheckFailed(
+                f"Feature {feature} of instance {inst} is dead (its column is all zeros), so its dimensionality is 0; "
+                f"you returned {dead:.5g}."
+            )
+    for name, W_small in size_one_cases(context).items():
+        what = f"compute_dimensionality on W of shape {list(W_small.shape)} ({name})"
+        judge_size_one(results["size_one"][name], compute_dimensionality(W_small), what, "inst feats")
 
 
 # ---------------------------------------------------------------------------------- dimensions_per_feature
@@ -158,7 +210,8 @@ def verdict_compute_dimensionality(results: dict, context: Context) -> None:
 
 def probe_dimensions_per_feature(dimensions_per_feature, context: Context) -> dict:
     W = weights_case(context).to(context.device)
-    return {"D_star": dimensions_per_feature(W), "W_after": W}
+    D_star = dimensions_per_feature(W)
+    return {"D_star": D_star, "W_after": W, "size_one": probe_on_size_one_cases(dimensions_per_feature, context)}
 
 
 def dpf_not_squared(W):
@@ -199,6 +252,14 @@ def dpf_frobenius_over_wrong_axes(W):
     return W.shape[1] / W.pow(2).sum(dim=(0, 1))
 
 
+def dpf_capped_at_one(W):
+    return (W.shape[1] / W.pow(2).sum(dim=(1, 2))).clamp(max=1)
+
+
+def dpf_squeezed(W):
+    return (W.shape[1] / W.pow(2).sum(dim=(1, 2))).squeeze()
+
+
 HINT_PER_INSTANCE = (
     "Return one D* per instance (shape [inst]): sum W² over the d_hidden and feats axes only, not over instances"
 )
@@ -226,6 +287,12 @@ DIMENSIONS_PER_FEATURE_MISTAKES = [
     Mistake(dpf_per_feature, HINT_PER_FEATURE),
     Mistake(dpf_whole_tensor, HINT_PER_INSTANCE),
     Mistake(dpf_frobenius_over_wrong_axes, HINT_AXES),
+    Mistake(
+        dpf_capped_at_one,
+        "Don't cap D* at 1: when fewer features are represented than there are hidden dimensions (‖W‖_F² < d_hidden), "
+        "each of them gets more than one dimension, and D* = d_hidden / ‖W‖_F² > 1.",
+    ),
+    Mistake(dpf_squeezed, HINT_SQUEEZE),
 ]
 
 
@@ -244,9 +311,13 @@ def verdict_dimensions_per_feature(results: dict, context: Context) -> None:
             raise CheckFailed(HINT_PER_FEATURE + ".")
         if shape in ((n_features,), (d_hidden,), (n_inst, d_hidden)):
             raise CheckFailed(f"{HINT_AXES}; you returned shape {shape}.")
-    D_star = expect_tensor(D_star, "dimensions_per_feature(W)", (n_inst,), "inst")
-    outputs, hints = mistake_outputs(DIMENSIONS_PER_FEATURE_MISTAKES, lambda impl: impl(W))
-    expect_close(D_star, dimensions_per_feature(W), "dimensions_per_feature(W)", outputs, hints)
+    D_star = expect_shaped(D_star, "dimensions_per_feature(W)", (n_inst,), "inst")
+    expected = dimensions_per_feature(W)
+    run = lambda impl: impl(W)
+    expect_close_to_reference(D_star, expected, "dimensions_per_feature(W)", DIMENSIONS_PER_FEATURE_MISTAKES, run)
+    for name, W_small in size_one_cases(context).items():
+        what = f"dimensions_per_feature on W of shape {list(W_small.shape)} ({name})"
+        judge_size_one(results["size_one"][name], dimensions_per_feature(W_small), what, "inst")
 
 
 # -------------------------------------------- correct implementations written differently: all must pass

@@ -9,39 +9,32 @@ import torch as t
 import torch.nn.functional as F
 from torch import Tensor
 
-from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, expect_close, expect_tensor, raised
+from tests.harness import CheckFailed, Context, Exercise, Mistake
 from tests.stats import FALSE_FAILURE_RATE, binomial_range, hoeffding_radius
 from tests.tms.common import (
     HINT_FRESH_CALLS,
-    HINT_ONLY_3D,
-    build,
+    ForwardCheck,
+    ForwardFamily,
+    ShapeCase,
     expect_batches,
-    gradient_weights,
-    judge_forward_output,
+    forward_mistakes,
+    judge_forward_check,
     judge_frequency,
     judge_independence,
     judge_loss,
     judge_magnitude_independence,
-    judge_tied_forward,
     judge_uniform,
     loss_mistakes,
-    output_gradients,
     probe_batches,
+    probe_forward_check,
     probe_loss,
-    probe_tied_forward,
     sampler_mistakes,
-    set_parameter,
+    shape_cases,
     shape_of,
     sparse,
-    tied_case,
 )
 
 MODULE = "solutions.tms.privileged_basis"
-
-HINT_NO_GRAD = (
-    "No gradient reaches the weights through your output, so the model could never learn. Don't use `.detach()`, "
-    "`.data`, `.item()` or `torch.no_grad()` inside forward."
-)
 
 
 def reference(name: str, cfg_kwargs: dict, **kwargs) -> t.nn.Module:
@@ -54,44 +47,20 @@ def reference(name: str, cfg_kwargs: dict, **kwargs) -> t.nn.Module:
 # -------------------------------------------------------------------------------------- NeuronModel.forward
 
 NEURON_CFG = dict(n_inst=3, n_features=6, d_hidden=4)
-
-
-def neuron_case(context: Context) -> dict[str, Tensor]:
-    """Weights of both signs (so that the hidden ReLU cuts), non-zero biases, sparse features in [0, 1]."""
-    return tied_case(context, NEURON_CFG, salt=10, batch=8, batch_4d=(2, 3))
+NEURON_MODEL = ForwardFamily("neuron_forward", weights=("W", "W"), hidden_relu=True, readout="Wᵀ ReLU(W x)")
+# Weights of both signs (so that the hidden ReLU cuts), non-zero biases, sparse features in [0, 1], then every
+# other shape the contract allows.
+NEURON = ForwardCheck(NEURON_MODEL, NEURON_CFG, salt=10, batch=8, cases=shape_cases(NEURON_CFG))
 
 
 def probe_neuron_model(NeuronModel: type, context: Context) -> dict:
-    return probe_tied_forward(NeuronModel, NEURON_CFG, neuron_case(context), context)
-
-
-def neuron_forward_without_bias(self, features):
-    hidden = F.relu(einops.einsum(features, self.W, "... inst feats, inst d_hidden feats -> ... inst d_hidden"))
-    return F.relu(einops.einsum(hidden, self.W, "... inst d_hidden, inst d_hidden feats -> ... inst feats"))
+    return probe_forward_check(NeuronModel, NEURON, context)
 
 
 def neuron_forward_without_hidden_relu(self, features):
     hidden = einops.einsum(features, self.W, "... inst feats, inst d_hidden feats -> ... inst d_hidden")
     out = einops.einsum(hidden, self.W, "... inst d_hidden, inst d_hidden feats -> ... inst feats")
     return F.relu(out + self.b_final)
-
-
-def neuron_forward_without_output_relu(self, features):
-    hidden = F.relu(einops.einsum(features, self.W, "... inst feats, inst d_hidden feats -> ... inst d_hidden"))
-    return einops.einsum(hidden, self.W, "... inst d_hidden, inst d_hidden feats -> ... inst feats") + self.b_final
-
-
-def neuron_forward_relu_before_bias(self, features):
-    hidden = F.relu(einops.einsum(features, self.W, "... inst feats, inst d_hidden feats -> ... inst d_hidden"))
-    out = einops.einsum(hidden, self.W, "... inst d_hidden, inst d_hidden feats -> ... inst feats")
-    return F.relu(out) + self.b_final
-
-
-def neuron_forward_bias_on_input(self, features):
-    hidden = F.relu(
-        einops.einsum(features + self.b_final, self.W, "... inst feats, inst d_hidden feats -> ... inst d_hidden")
-    )
-    return F.relu(einops.einsum(hidden, self.W, "... inst d_hidden, inst d_hidden feats -> ... inst feats"))
 
 
 def neuron_forward_relu_on_weights(self, features):
@@ -101,70 +70,21 @@ def neuron_forward_relu_on_weights(self, features):
     return F.relu(out + self.b_final)
 
 
-def neuron_forward_first_instance_weights(self, features):
-    W = self.W[0]
-    hidden = F.relu(einops.einsum(features, W, "... inst feats, d_hidden feats -> ... inst d_hidden"))
-    return F.relu(einops.einsum(hidden, W, "... inst d_hidden, d_hidden feats -> ... inst feats") + self.b_final)
-
-
-def neuron_forward_sums_over_instances(self, features):
-    hidden = F.relu(einops.einsum(features, self.W, "... inst feats, inst d_hidden feats -> ... d_hidden"))
-    return F.relu(einops.einsum(hidden, self.W, "... d_hidden, inst d_hidden feats -> ... inst feats") + self.b_final)
-
-
-def neuron_forward_detached_weights(self, features):
-    W = self.W.detach()
-    hidden = F.relu(einops.einsum(features, W, "... inst feats, inst d_hidden feats -> ... inst d_hidden"))
-    return F.relu(einops.einsum(hidden, W, "... inst d_hidden, inst d_hidden feats -> ... inst feats") + self.b_final)
-
-
-def neuron_forward_only_3d_input(self, features):
-    hidden = F.relu(einops.einsum(features, self.W, "batch inst feats, inst d_hidden feats -> batch inst d_hidden"))
-    out = einops.einsum(hidden, self.W, "batch inst d_hidden, inst d_hidden feats -> batch inst feats")
-    return F.relu(out + self.b_final)
-
-
 NEURON_MISTAKES = [
-    Mistake(
-        neuron_forward_without_bias,
-        "Did you forget to add `b_final` before the output ReLU? The model is ReLU(Wᵀ ReLU(W x) + b_final).",
-    ),
+    *forward_mistakes(NEURON_MODEL),
     Mistake(
         neuron_forward_without_hidden_relu,
         "This is section 1's ToyModel: NeuronModel also applies a ReLU to the hidden layer, h = ReLU(W x).",
     ),
     Mistake(
-        neuron_forward_without_output_relu,
-        "Your output is right before the final ReLU: apply ReLU to Wᵀ h + b_final too.",
-    ),
-    Mistake(
-        neuron_forward_relu_before_bias,
-        "You add `b_final` after the output ReLU; it belongs inside: ReLU(Wᵀ h + b_final).",
-    ),
-    Mistake(
-        neuron_forward_bias_on_input,
-        "You add `b_final` to the input; it is added to the output: ReLU(Wᵀ ReLU(W x) + b_final).",
-    ),
-    Mistake(
         neuron_forward_relu_on_weights,
         "The hidden ReLU acts on the hidden activations W x, not on the weights: h = ReLU(W x).",
     ),
-    Mistake(
-        neuron_forward_first_instance_weights,
-        "Every instance must use its own weights `W[i]`; yours uses one instance's W for all of them.",
-    ),
-    Mistake(
-        neuron_forward_sums_over_instances,
-        "Your einsum sums over the `inst` axis, mixing instances. Keep `inst` in the output pattern of both einsums.",
-    ),
-    Mistake(neuron_forward_detached_weights, HINT_NO_GRAD),
-    Mistake(neuron_forward_only_3d_input, HINT_ONLY_3D),
 ]
 
 
 def verdict_neuron_model(results: dict, context: Context) -> None:
-    model = reference("NeuronModel", NEURON_CFG)
-    judge_tied_forward(results, model, neuron_case(context), NEURON_MISTAKES, HINT_NO_GRAD)
+    judge_forward_check(results, NEURON, lambda cfg: reference("NeuronModel", cfg), NEURON_MISTAKES, context)
 
 
 # ---------------------------------------------------------------------------- NeuronComputationModel.forward
@@ -173,64 +93,34 @@ def verdict_neuron_model(results: dict, context: Context) -> None:
 # a second, non-square model catches anything that only works when the two sizes agree.
 COMPUTATION_CFG = dict(n_inst=3, n_features=5, d_hidden=5)
 COMPUTATION_CFG_WIDE = dict(n_inst=2, n_features=7, d_hidden=3)
+COMPUTATION_MODEL = ForwardFamily(
+    "computation_forward", weights=("W1", "W2"), hidden_relu=True, readout="W2 ReLU(W1 x)", feature_low=-1.0
+)
 
+HINT_WIDE = (
+    "forward must work for any n_features, d_hidden and number of leading axes: "
+    "W1 is [inst d_hidden feats], W2 is [inst feats d_hidden], and features are [... inst feats]"
+)
 
-def computation_case(context: Context, cfg: dict, salt: int, batch_shape: tuple[int, ...]) -> dict[str, Tensor]:
-    """Random signed weights, non-zero biases, and sparse signed features in [-1, 1]."""
-    g = context.generator(salt)
-    n_inst, n_features, d_hidden = cfg["n_inst"], cfg["n_features"], cfg["d_hidden"]
-    return {
-        "W1": t.randn((n_inst, d_hidden, n_features), generator=g),
-        "W2": t.randn((n_inst, n_features, d_hidden), generator=g),
-        "b_final": t.randn((n_inst, n_features), generator=g) * 0.5,
-        "features": sparse(g, (*batch_shape, n_inst, n_features), -1.0),
-    }
-
-
-def set_computation_parameters(model: t.nn.Module, case: dict[str, Tensor]) -> None:
-    for name in ("W1", "W2", "b_final"):
-        set_parameter(model, name, case[name])
+# Random signed weights, non-zero biases and sparse signed features in [-1, 1], then every other shape the contract
+# allows, and the non-square model.
+COMPUTATION = ForwardCheck(
+    COMPUTATION_MODEL,
+    COMPUTATION_CFG,
+    salt=20,
+    batch=8,
+    cases=(*shape_cases(COMPUTATION_CFG), ShapeCase((2, 3), HINT_WIDE, COMPUTATION_CFG_WIDE)),
+)
 
 
 def probe_computation_forward(NeuronComputationModel: type, context: Context) -> dict:
-    case = computation_case(context, COMPUTATION_CFG, 20, (8,))
-    model = build(NeuronComputationModel, COMPUTATION_CFG, context.device)
-    set_computation_parameters(model, case)
-    features = case["features"].to(context.device)
-    out = model(features)
-    results = {"out": out, "features_after": features} | output_gradients(model, out, ("W1", "W2", "b_final"))
-
-    def wide() -> Tensor:
-        wide_case = computation_case(context, COMPUTATION_CFG_WIDE, 21, (2, 3))
-        wide_model = build(NeuronComputationModel, COMPUTATION_CFG_WIDE, context.device)
-        set_computation_parameters(wide_model, wide_case)
-        return wide_model(wide_case["features"].to(context.device))
-
-    results["out_wide"] = attempt(wide)
-    return results
-
-
-def computation_forward_without_bias(self, features):
-    hidden = F.relu(einops.einsum(features, self.W1, "... inst feats, inst d_hidden feats -> ... inst d_hidden"))
-    return F.relu(einops.einsum(hidden, self.W2, "... inst d_hidden, inst feats d_hidden -> ... inst feats"))
+    return probe_forward_check(NeuronComputationModel, COMPUTATION, context)
 
 
 def computation_forward_without_hidden_relu(self, features):
     hidden = einops.einsum(features, self.W1, "... inst feats, inst d_hidden feats -> ... inst d_hidden")
     out = einops.einsum(hidden, self.W2, "... inst d_hidden, inst feats d_hidden -> ... inst feats")
     return F.relu(out + self.b_final)
-
-
-def computation_forward_without_output_relu(self, features):
-    hidden = F.relu(einops.einsum(features, self.W1, "... inst feats, inst d_hidden feats -> ... inst d_hidden"))
-    return einops.einsum(hidden, self.W2, "... inst d_hidden, inst feats d_hidden -> ... inst feats") + self.b_final
-
-
-def computation_forward_relu_before_bias(self, features):
-    hidden = F.relu(einops.einsum(features, self.W1, "... inst feats, inst d_hidden feats -> ... inst d_hidden"))
-    return F.relu(einops.einsum(hidden, self.W2, "... inst d_hidden, inst feats d_hidden -> ... inst feats")) + (
-        self.b_final
-    )
 
 
 def computation_forward_W2_transposed(self, features):
@@ -257,40 +147,12 @@ def computation_forward_abs_of_input(self, features):
     return F.relu(out + self.b_final)
 
 
-def computation_forward_first_instance_weights(self, features):
-    W1, W2 = self.W1[0], self.W2[0]
-    hidden = F.relu(einops.einsum(features, W1, "... inst feats, d_hidden feats -> ... inst d_hidden"))
-    return F.relu(einops.einsum(hidden, W2, "... inst d_hidden, feats d_hidden -> ... inst feats") + self.b_final)
-
-
-def computation_forward_detached_weights(self, features):
-    W1, W2 = self.W1.detach(), self.W2.detach()
-    hidden = F.relu(einops.einsum(features, W1, "... inst feats, inst d_hidden feats -> ... inst d_hidden"))
-    return F.relu(einops.einsum(hidden, W2, "... inst d_hidden, inst feats d_hidden -> ... inst feats") + self.b_final)
-
-
-HINT_WIDE = (
-    "forward must work for any n_features, d_hidden and number of leading axes: "
-    "W1 is [inst d_hidden feats], W2 is [inst feats d_hidden], and features are [... inst feats]"
-)
-
 COMPUTATION_FORWARD_MISTAKES = [
-    Mistake(
-        computation_forward_without_bias,
-        "Did you forget to add `b_final` before the output ReLU? The model is ReLU(W2 ReLU(W1 x) + b_final).",
-    ),
+    *forward_mistakes(COMPUTATION_MODEL),
     Mistake(
         computation_forward_without_hidden_relu,
         "Apply a ReLU to the hidden layer: h = ReLU(W1 x). Without it the model is linear before the output ReLU "
         "and cannot compute abs(x).",
-    ),
-    Mistake(
-        computation_forward_without_output_relu,
-        "Your output is right before the final ReLU: apply ReLU to W2 h + b_final too.",
-    ),
-    Mistake(
-        computation_forward_relu_before_bias,
-        "You add `b_final` after the output ReLU; it belongs inside: ReLU(W2 h + b_final).",
     ),
     Mistake(
         computation_forward_W2_transposed,
@@ -311,37 +173,12 @@ COMPUTATION_FORWARD_MISTAKES = [
         "Don't take abs of the input: computing abs(x) is the model's job, and the loss compares its output with "
         "abs(x). forward is just ReLU(W2 ReLU(W1 x) + b_final).",
     ),
-    Mistake(
-        computation_forward_first_instance_weights,
-        "Every instance must use its own weights `W1[i]`, `W2[i]`; yours uses one instance's weights for all of them.",
-    ),
-    Mistake(computation_forward_detached_weights, HINT_NO_GRAD),
 ]
 
 
 def verdict_computation_forward(results: dict, context: Context) -> None:
-    case = computation_case(context, COMPUTATION_CFG, 20, (8,))
-    model = reference("NeuronComputationModel", COMPUTATION_CFG)
-    set_computation_parameters(model, case)
-    features = case["features"]
-    judge_forward_output(results, model, features, COMPUTATION_FORWARD_MISTAKES)
-    if any(results[f"grad_{name}"] is None for name in ("W1", "W2", "b_final")):
-        raise CheckFailed(HINT_NO_GRAD)
-    out = model(features)
-    (out * gradient_weights(out)).sum().backward()
-    for name in ("W1", "W2", "b_final"):
-        expect_close(results[f"grad_{name}"], getattr(model, name).grad, f"the gradient of your output w.r.t. {name}")
-
-    if (message := raised(results["out_wide"])) is not None:
-        raise CheckFailed(f"{HINT_WIDE}; with n_features=7, d_hidden=3 and a 4-D input yours raised {message}")
-    wide_case = computation_case(context, COMPUTATION_CFG_WIDE, 21, (2, 3))
-    wide_model = reference("NeuronComputationModel", COMPUTATION_CFG_WIDE)
-    set_computation_parameters(wide_model, wide_case)
-    wide_features = wide_case["features"]
-    what = "forward with n_features=7, d_hidden=3 on a [2, 3, inst, feats] input"
-    got_wide = expect_tensor(results["out_wide"], what, tuple(wide_features.shape), "a b inst feats")
-    with t.no_grad():
-        expect_close(got_wide, wide_model(wide_features), what)
+    reference_model = lambda cfg: reference("NeuronComputationModel", cfg)  # noqa: E731
+    judge_forward_check(results, COMPUTATION, reference_model, COMPUTATION_FORWARD_MISTAKES, context)
 
 
 # ------------------------------------------------------------------------ NeuronComputationModel.generate_batch

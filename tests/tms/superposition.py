@@ -9,25 +9,33 @@ import torch as t
 import torch.nn.functional as F
 from torch import Tensor
 
-from tests.harness import CheckFailed, Context, Exercise, Mistake, expect_close, expect_tensor
+from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, raised
 from tests.stats import FALSE_FAILURE_RATE, hoeffding_radius
 from tests.tms.common import (
     HINT_FREQUENCY,
     HINT_FRESH_CALLS,
-    HINT_ONLY_3D,
+    HINT_SQUEEZE,
+    ForwardCheck,
+    ForwardFamily,
     expect_batches,
+    expect_close_to_reference,
+    expect_shaped,
+    forward_mistakes,
+    judge_forward_check,
     judge_frequency,
     judge_independence,
     judge_loss,
     judge_magnitude_independence,
-    judge_tied_forward,
+    judge_size_one,
     judge_uniform,
     loss_mistakes,
+    planted_instance,
     probe_batches,
+    probe_forward_check,
     probe_loss,
-    probe_tied_forward,
     sampler_mistakes,
-    tied_case,
+    shape_cases,
+    size_one_weights,
 )
 
 MODULE = "solutions.tms.superposition"
@@ -42,32 +50,13 @@ def reference_model(cfg_kwargs: dict, **kwargs) -> t.nn.Module:
 # ------------------------------------------------------------------------------------------- forward
 
 FORWARD_CFG = dict(n_inst=3, n_features=5, d_hidden=2)
-
-
-def forward_case(context: Context) -> dict[str, Tensor]:
-    """Weights with both signs, non-zero biases, sparse features, and a 4-D input for the `...` axes."""
-    return tied_case(context, FORWARD_CFG, salt=0, batch=6, batch_4d=(2, 4))
+TOY_MODEL = ForwardFamily("forward", weights=("W", "W"), hidden_relu=False, readout="Wᵀ W x")
+# Weights of both signs, non-zero biases, sparse features, then every other shape the contract allows.
+FORWARD = ForwardCheck(TOY_MODEL, FORWARD_CFG, salt=0, batch=6, cases=shape_cases(FORWARD_CFG))
 
 
 def probe_forward(ToyModel: type, context: Context) -> dict:
-    return probe_tied_forward(ToyModel, FORWARD_CFG, forward_case(context), context)
-
-
-def forward_without_bias(self, features):
-    hidden = einops.einsum(features, self.W, "... inst feats, inst d_hidden feats -> ... inst d_hidden")
-    return F.relu(einops.einsum(hidden, self.W, "... inst d_hidden, inst d_hidden feats -> ... inst feats"))
-
-
-def forward_without_relu(self, features):
-    hidden = einops.einsum(features, self.W, "... inst feats, inst d_hidden feats -> ... inst d_hidden")
-    return einops.einsum(hidden, self.W, "... inst d_hidden, inst d_hidden feats -> ... inst feats") + self.b_final
-
-
-def forward_relu_before_bias(self, features):
-    hidden = einops.einsum(features, self.W, "... inst feats, inst d_hidden feats -> ... inst d_hidden")
-    return (
-        F.relu(einops.einsum(hidden, self.W, "... inst d_hidden, inst d_hidden feats -> ... inst feats")) + self.b_final
-    )
+    return probe_forward_check(ToyModel, FORWARD, context)
 
 
 def forward_relu_on_hidden(self, features):
@@ -77,70 +66,17 @@ def forward_relu_on_hidden(self, features):
     )
 
 
-def forward_first_instance_weights(self, features):
-    W = self.W[0]
-    hidden = einops.einsum(features, W, "... inst feats, d_hidden feats -> ... inst d_hidden")
-    return F.relu(einops.einsum(hidden, W, "... inst d_hidden, d_hidden feats -> ... inst feats") + self.b_final)
-
-
-def forward_sums_over_instances(self, features):
-    hidden = einops.einsum(features, self.W, "... inst feats, inst d_hidden feats -> ... d_hidden")
-    return F.relu(einops.einsum(hidden, self.W, "... d_hidden, inst d_hidden feats -> ... inst feats") + self.b_final)
-
-
-def forward_bias_on_hidden_side(self, features):
-    # adds the bias to the input instead of the output: ReLU(Wᵀ W (x + b))
-    hidden = einops.einsum(features + self.b_final, self.W, "... inst feats, inst d_hidden feats -> ... inst d_hidden")
-    return F.relu(einops.einsum(hidden, self.W, "... inst d_hidden, inst d_hidden feats -> ... inst feats"))
-
-
-def forward_detached_weights(self, features):
-    W = self.W.detach()
-    hidden = einops.einsum(features, W, "... inst feats, inst d_hidden feats -> ... inst d_hidden")
-    return F.relu(einops.einsum(hidden, W, "... inst d_hidden, inst d_hidden feats -> ... inst feats") + self.b_final)
-
-
-def forward_only_3d_input(self, features):
-    hidden = einops.einsum(features, self.W, "batch inst feats, inst d_hidden feats -> batch inst d_hidden")
-    return F.relu(
-        einops.einsum(hidden, self.W, "batch inst d_hidden, inst d_hidden feats -> batch inst feats") + self.b_final
-    )
-
-
-HINT_NO_GRAD = (
-    "No gradient reaches `W` through your output, so the model could never learn. Don't use `.detach()`, "
-    "`.data`, `.item()` or `torch.no_grad()` inside forward."
-)
-
 FORWARD_MISTAKES = [
-    Mistake(
-        forward_without_bias, "Did you forget to add `b_final` before the ReLU? The model is ReLU(Wᵀ W x + b_final)."
-    ),
-    Mistake(forward_without_relu, "Your output is right before the ReLU: apply ReLU to Wᵀ W x + b_final."),
-    Mistake(forward_relu_before_bias, "You add `b_final` after the ReLU; it belongs inside: ReLU(Wᵀ W x + b_final)."),
+    *forward_mistakes(TOY_MODEL),
     Mistake(
         forward_relu_on_hidden,
         "You apply a ReLU to the hidden layer W x. This model has no hidden ReLU (that is section 4's NeuronModel).",
     ),
-    Mistake(
-        forward_first_instance_weights,
-        "Every instance must use its own weights `W[i]`; yours uses one instance's W for all of them.",
-    ),
-    Mistake(
-        forward_sums_over_instances,
-        "Your einsum sums over the `inst` axis, mixing instances. Keep `inst` in the output pattern of both einsums.",
-    ),
-    Mistake(
-        forward_bias_on_hidden_side,
-        "You add `b_final` to the input; it is added to the output: ReLU(Wᵀ (W x) + b_final).",
-    ),
-    Mistake(forward_detached_weights, HINT_NO_GRAD),
-    Mistake(forward_only_3d_input, HINT_ONLY_3D),
 ]
 
 
 def verdict_forward(results: dict, context: Context) -> None:
-    judge_tied_forward(results, reference_model(FORWARD_CFG), forward_case(context), FORWARD_MISTAKES, HINT_NO_GRAD)
+    judge_forward_check(results, FORWARD, reference_model, FORWARD_MISTAKES, context)
 
 
 # ------------------------------------------------------------------------------------ generate_batch
@@ -247,15 +183,25 @@ def verdict_calculate_loss(results: dict, context: Context) -> None:
 
 # ------------------------------------------------------------------------------- superposition_stats
 
-STATS_SHAPE = (3, 4, 7)  # inst, d_hidden, feats: d_hidden ≠ feats so a wrong axis shows up in the shape
+STATS_SHAPE = (4, 3, 7)  # inst, d_hidden, feats: all different, so a wrong axis shows up in the shape
+# The last instance has a known geometry: a weak feature alone in its direction (interference 0, norm < 1), an
+# antipodal pair of very unequal norms (interference 9 on the weak one, norm 3 on the strong one), a same-sign pair,
+# and two dead features.
+STATS_PLANTED = {0: (0, 0.2), 2: (1, 3.0), 5: (1, -0.5), 4: (2, 1.3), 6: (2, 0.9)}
 
 
 def stats_case(context: Context) -> Tensor:
-    """Random weights with varied norms, one feature of instance 1 dead (a zero column)."""
+    """Random weights with varied norms, one feature of instance 1 dead (a zero column), and the planted instance."""
     g = context.generator(2)
-    W = t.randn(STATS_SHAPE, generator=g) * (0.3 + 2 * t.rand(STATS_SHAPE[0], 1, STATS_SHAPE[2], generator=g))
+    n_inst, d_hidden, n_features = STATS_SHAPE
+    W = t.randn(STATS_SHAPE, generator=g) * (0.3 + 2 * t.rand(n_inst, 1, n_features, generator=g))
     W[1, :, 3] = 0.0
+    W[-1] = planted_instance(g, d_hidden, n_features, STATS_PLANTED)
     return W
+
+
+def stats_size_one_cases(context: Context) -> dict[str, Tensor]:
+    return size_one_weights(context.generator(3), STATS_SHAPE[1], STATS_SHAPE[2])
 
 
 def probe_superposition_stats(superposition_stats, context: Context) -> dict:
@@ -265,7 +211,11 @@ def probe_superposition_stats(superposition_stats, context: Context) -> dict:
         raise CheckFailed(
             f"superposition_stats should return a tuple (norms, interference), got {type(returned).__name__}."
         )
-    return {"norms": returned[0], "interference": returned[1], "W_after": W}
+    size_one = {
+        name: attempt(lambda W=W: superposition_stats(W.to(context.device)))
+        for name, W in stats_size_one_cases(context).items()
+    }
+    return {"norms": returned[0], "interference": returned[1], "W_after": W, "size_one": size_one}
 
 
 def stats_norm_squared(W):
@@ -322,6 +272,14 @@ def stats_nan_for_dead_features(W):
     return norms, (overlaps**2).sum(-1) - overlaps.diagonal(dim1=1, dim2=2) ** 2
 
 
+def stats_squeezed(W):
+    norms = W.norm(dim=1)
+    W_normed = W / norms.clamp_min(1e-8).unsqueeze(1)
+    overlaps = einops.einsum(W_normed, W, "inst h i, inst h j -> inst i j")
+    interference = (overlaps**2).sum(-1) - overlaps.diagonal(dim1=1, dim2=2) ** 2
+    return norms.squeeze(), interference.squeeze()
+
+
 HINT_DEAD = "A feature whose column of W is all zeros must get norm 0 and interference 0, not NaN: clamp the norm (e.g. `.clamp_min(1e-8)`) before dividing by it"
 HINT_NORM_AXIS = "Take the norm of each feature's column W[inst, :, i], over the d_hidden axis (dim=1), so you get one value per feature"
 
@@ -342,6 +300,7 @@ STATS_MISTAKES = [
     ),
     Mistake(stats_norm_over_features, HINT_NORM_AXIS),
     Mistake(stats_nan_for_dead_features, HINT_DEAD),
+    Mistake(stats_squeezed, HINT_SQUEEZE),
 ]
 
 
@@ -355,18 +314,23 @@ def verdict_superposition_stats(results: dict, context: Context) -> None:
     norms = results["norms"]
     if isinstance(norms, Tensor) and tuple(norms.shape) == (n_inst, d_hidden):
         raise CheckFailed(HINT_NORM_AXIS + ".")
-    norms = expect_tensor(norms, "norms", (n_inst, n_features), "inst feats")
-    interference = expect_tensor(results["interference"], "interference", (n_inst, n_features), "inst feats")
+    norms = expect_shaped(norms, "norms", (n_inst, n_features), "inst feats")
+    interference = expect_shaped(results["interference"], "interference", (n_inst, n_features), "inst feats")
     if not (t.isfinite(norms).all() and t.isfinite(interference).all()):
         raise CheckFailed(HINT_DEAD + ".")
     expected_norms, expected_interference = superposition_stats(W)
-    outputs = {}
-    for mistake in STATS_MISTAKES:
-        mistake_norms, mistake_interference = mistake.impl(W)
-        outputs[mistake.name] = (mistake_norms, mistake_interference)
-    hints = {mistake.name: mistake.hint for mistake in STATS_MISTAKES}
-    expect_close(norms, expected_norms, "norms", {k: v[0] for k, v in outputs.items()}, hints)
-    expect_close(interference, expected_interference, "interference", {k: v[1] for k, v in outputs.items()}, hints)
+    expect_close_to_reference(norms, expected_norms, "norms", STATS_MISTAKES, lambda impl: impl(W)[0])
+    expect_close_to_reference(
+        interference, expected_interference, "interference", STATS_MISTAKES, lambda impl: impl(W)[1]
+    )
+    for name, W in stats_size_one_cases(context).items():
+        what = f"superposition_stats on W of shape {list(W.shape)} ({name})"
+        got = results["size_one"][name]
+        if raised(got) is None and (not isinstance(got, list) or len(got) != 2):
+            raise CheckFailed(f"{what} should return a tuple (norms, interference), got {type(got).__name__}.")
+        expected = superposition_stats(W)
+        for k, quantity in enumerate(("norms", "interference")):
+            judge_size_one(got if raised(got) else got[k], expected[k], f"{quantity} from {what}", "inst feats")
 
 
 # -------------------------------------------- correct implementations written differently: all must pass
