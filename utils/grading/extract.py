@@ -51,6 +51,7 @@ class Plan:
     cells: dict[int, str] = field(default_factory=dict)  # source of each cell that has kept statements
     chunks: list[tuple[int, int]] = field(default_factory=list)  # (cell, statement) to run, in notebook order
     binders: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # symbol -> chunks that bind it
+    members: dict[str, set[str]] = field(default_factory=dict)  # class -> attributes the notebook itself defines
     notes: list[str] = field(default_factory=list)
 
 
@@ -200,7 +201,30 @@ def plan_notebook(cells: list[tuple[int, str]], symbols: set[str]) -> Plan:
             continue  # importing the course's own answer does not define the learner's
         for symbol in s.binds & symbols:
             plan.binders.setdefault(symbol, []).append((s.cell, s.index))
+        for owner, attribute in defined_members(s.node):
+            plan.members.setdefault(owner, set()).add(attribute)
     return plan
+
+
+def defined_members(node: ast.stmt) -> list[tuple[str, str]]:
+    """(class, attribute) for what a statement defines on a class: the methods and names of a class body, or an
+    attribute assigned from outside (`ToyModel.forward = forward`, ARENA's way of filling in a method)."""
+    if isinstance(node, ast.ClassDef):
+        found = []
+        for item in node.body:
+            if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef):
+                found.append((node.name, item.name))
+            elif isinstance(item, ast.Assign | ast.AnnAssign):
+                targets = item.targets if isinstance(item, ast.Assign) else [item.target]
+                found += [(node.name, target.id) for target in targets if isinstance(target, ast.Name)]
+        return found
+    if isinstance(node, ast.Assign):
+        return [
+            (target.value.id, target.attr)
+            for target in node.targets
+            if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)
+        ]
+    return []
 
 
 def describe(cells: dict[int, str], chunk: tuple[int, int]) -> str:

@@ -239,7 +239,7 @@ class Grader:
             return {}, [f"{name}: {error}; nothing graded"], set()
         plan = plan_notebook(cells, {exercise.name for exercise in EXERCISES.values()})
         notes = [f"{name}: {note}" for note in plan.notes]
-        pending = [i for i, exercise in EXERCISES.items() if exercise.name in plan.binders]
+        pending = [i for i, exercise in EXERCISES.items() if defines(plan, exercise)]
         dropped: dict[tuple[int, int], Stop] = {}  # statements that hung, crashed or meddled, and why
         errors: dict[tuple[int, int], str] = {}  # statements that raised, and what
         settled: dict[str, bytes | Result] = {}  # exercise id -> probe results to judge, or a result already
@@ -289,6 +289,19 @@ class Grader:
             return undefined(EXERCISES[exercise_id].name, plan, dropped, errors)
         with self.judging:
             return verdict(exercise_id, results, self.context)
+
+
+def defines(plan: Plan, exercise) -> bool:
+    """Whether a notebook defines this exercise: its symbol, and for a method, that method itself (or one of the
+    methods the exercise has the learner write). A class that only inherits the method from an earlier section's
+    reference is not graded on it, and that reference stays available to it (section 2.4's ToySAE builds with
+    section 2.1's __init__)."""
+    if exercise.name not in plan.binders:
+        return False
+    if exercise.method is None:
+        return True
+    members = plan.members.get(exercise.name, set())
+    return bool(members & {exercise.method, *exercise.stubs})
 
 
 def undefined(name: str, plan: Plan, dropped: dict, errors: dict) -> Result:
