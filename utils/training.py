@@ -280,7 +280,8 @@ def train_sae(
     Every step minimises the loss averaged over the batch and summed over instances, then applies the SAE's
     `after_update` constraint and records which latents fired in the last `window` steps. With a resampling `method`,
     every `freq` steps the SAE's `resample_<method>` gets that window (and `scale`), and the optimiser forgets what
-    it knew about the latents that were dead in it.
+    it knew about the latents that were dead in it. An SAE with a `dead_latents` buffer has it kept up to date: True
+    for the latents that fired on no input in the last `window` steps.
     """
     resample = None
     if method is not None:
@@ -306,9 +307,17 @@ def train_sae(
         values["frac_alive"] = fired.any(0).float().mean(-1)
         return loss.mean(0).sum(), values
 
+    # an SAE with a `dead_latents` buffer [inst d_sae] (TopK's auxiliary loss trains those latents) learns after every
+    # step which latents have fired on no input for the last `window` steps
+    dead_latents = getattr(sae, "dead_latents", None)
+    steps_since_fired = t.zeros((n_inst, d_sae), dtype=t.long, device=fired.device)
+
     def after_update(step: int) -> None:
         sae.after_update()
         fired[step % window] = last["fired"]
+        if dead_latents is not None:
+            steps_since_fired.add_(1).masked_fill_(last["fired"], 0)
+            dead_latents.copy_(steps_since_fired >= window)
 
     resampled: list[Tensor] = []  # how many latents each resampling step gave a new start, per instance
 

@@ -6,7 +6,7 @@ them back to h. If the latents are sparse and the reconstruction good, each late
 
 `ToySAE` trains `n_inst` SAEs side by side, SAE instance i on the hidden activations of the toy model's instance i,
 tied (decoder = encoder transposed) or untied. Its forward pass is split into the steps that the variants of section
-2.5 change one at a time: the encoder's pre-activations, the activation, the decoder, the two loss terms, and the
+2.5 change one at a time: the encoder's pre-activations, the activation, the decoder, the loss terms, and the
 constraint applied after each update.
 """
 
@@ -111,6 +111,21 @@ class ToySAE(nn.Module):
         """L1 norm of every input's latents, summed over the d_sae latents."""
         return acts.abs().sum(-1)
 
+    def loss_terms(
+        self,
+        h: Float[Tensor, "batch inst d_in"],
+        pre_activations: Float[Tensor, "batch inst d_sae"],
+        acts: Float[Tensor, "batch inst d_sae"],
+        h_reconstructed: Float[Tensor, "batch inst d_in"],
+    ) -> dict[str, Float[Tensor, "batch inst"]]:
+        """The terms of the loss, each [batch inst]: L_reconstruction and L_sparsity. A variant with other terms (an
+        auxiliary loss, a different penalty) overrides this; `forward` weights L_sparsity by `sparsity_coeff` and
+        adds every other term as it is."""
+        return {
+            "L_reconstruction": self.reconstruction_loss(h, h_reconstructed),
+            "L_sparsity": self.sparsity_loss(acts),
+        }
+
     def forward(
         self, h: Float[Tensor, "batch inst d_in"]
     ) -> tuple[
@@ -124,13 +139,12 @@ class ToySAE(nn.Module):
         Returns (loss_dict, loss, acts, h_reconstructed): the loss terms L_reconstruction and L_sparsity and the
         loss L_reconstruction + sparsity_coeff · L_sparsity, each [batch inst], the latents and the reconstruction.
         """
-        acts = self.activation(self.pre_activations(h))
+        pre_activations = self.pre_activations(h)
+        acts = self.activation(pre_activations)
         h_reconstructed = self.decode(acts)
-        loss_dict = {
-            "L_reconstruction": self.reconstruction_loss(h, h_reconstructed),
-            "L_sparsity": self.sparsity_loss(acts),
-        }
-        loss = loss_dict["L_reconstruction"] + self.cfg.sparsity_coeff * loss_dict["L_sparsity"]
+        loss_dict = self.loss_terms(h, pre_activations, acts, h_reconstructed)
+        weights = {"L_sparsity": self.cfg.sparsity_coeff}  # every other term counts as it is
+        loss = sum(weights.get(name, 1.0) * term for name, term in loss_dict.items())
         return loss_dict, loss, acts, h_reconstructed
 
     def saelens_parameters(self, instance: int) -> tuple[str, dict[str, Tensor], dict]:
