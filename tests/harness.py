@@ -95,20 +95,34 @@ class Exercise:
     mistakes: list[Mistake] = field(default_factory=list)
     alternatives: list[Callable[..., Any]] = field(default_factory=list)  # correct, but written differently
     points: int = 1
+    # further classes the learner defines for this exercise, passed to `check` after `name` (its probe, mistakes and
+    # alternatives then take and give a tuple with one class per name; the reference path names them all, "m:A,B")
+    also: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name, *self.also)
 
     @property
     def reference(self) -> Any:
-        module, attribute = self.reference_path.split(":")
-        return getattr(importlib.import_module(module), attribute)
+        module, attributes = self.reference_path.split(":")
+        found = tuple(getattr(importlib.import_module(module), attribute) for attribute in attributes.split(","))
+        return found if self.also else found[0]
 
     @property
     def what(self) -> str:
+        if self.also:
+            return " and ".join(self.names)
         return f"{self.name}.{self.method}" if self.method else self.name
 
-    def check(self, obj: Any, *, seed: int = DEFAULT_SEED, device: str = "cpu") -> None:
+    def check(self, *objs: Any, seed: int = DEFAULT_SEED, device: str = "cpu") -> None:
+        if not objs:
+            raise TypeError(f"check({self.id!r}, ...) needs the {' and '.join(self.names)} to check")
         context = Context(seed, device)
-        judge(self, run_probe(self, obj, context), context)
-        print(f"✓ {self.id}: {self.what} is correct.")
+        if self.also and len(objs) == 1 and isinstance(objs[0], tuple):  # the classes given as one tuple
+            objs = objs[0]
+        judge(self, run_probe(self, objs if self.also else objs[0] if len(objs) == 1 else objs, context), context)
+        print(f"✓ {self.id}: {self.what} {'are' if self.also else 'is'} correct.")
 
 
 # ----------------------------------------------------------------------------------------------- probing
@@ -133,6 +147,18 @@ def isolated_rng(seed: int) -> Iterator[None]:
 def validate_kind(exercise: Exercise, obj: Any) -> None:
     """Refuse, in plain words, an object of the wrong kind before calling anything."""
     name = exercise.name
+    if exercise.also:
+        wanted = ", ".join(exercise.names)
+        given_objects = obj if isinstance(obj, tuple) else (obj,)
+        for expected, given in zip(exercise.names, given_objects, strict=False):
+            if given is None:
+                raise CheckFailed(f"got None instead of `{expected}`: run the cell that defines `{expected}` first.")
+        if len(given_objects) != len(exercise.names):
+            raise CheckFailed(f"pass the classes {wanted}, in that order: check({exercise.id!r}, {wanted}).")
+        for expected, given in zip(exercise.names, given_objects, strict=True):
+            if not isinstance(given, type):
+                raise CheckFailed(f"expected the class `{expected}`, got {type(given).__name__} {given!r:.60}.")
+        return
     if obj is None:
         raise CheckFailed(f"got None instead of `{name}`: run the cell that defines `{name}` first.")
     if exercise.method is not None:

@@ -66,7 +66,7 @@ def grade_submission(grader: Grader, entry: Path) -> Graded:
     deadline = start + grader.settings.submission_timeout
     paths, notes = notebooks(entry)
     best = {
-        exercise_id: Result("missing", f"`{exercise.name}` is not defined in any notebook of this submission.")
+        exercise_id: Result("missing", f"`{exercise.what}` is not defined in any notebook of this submission.")
         for exercise_id, exercise in EXERCISES.items()
     }
     sandbox: set[str] = set()

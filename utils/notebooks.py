@@ -135,12 +135,15 @@ def include(module_name: str, names: list[str], stub: bool) -> tuple[str, tuple[
         lines = text.splitlines()
         targets = {}  # function node -> exercise, for the bodies the learner writes
         for exercise in EXERCISES.values():
-            if exercise.reference_path != f"{module_name}:{name}":
+            module, attributes = exercise.reference_path.split(":")
+            if module != module_name or name not in attributes.split(","):
                 continue
-            ids.append(exercise.id)
-            if exercise.method is None:
+            if exercise.id not in ids:
+                ids.append(exercise.id)
+            methods = exercise.stubs or ((exercise.method,) if exercise.method else ())
+            if not methods:  # a function: its whole body
                 targets[node] = exercise
-            for method in exercise.stubs or (exercise.method,) if exercise.method else ():
+            for method in methods:
                 targets[method_nodes(node, method)[0]] = exercise
         if stub:
             for function, exercise in sorted(targets.items(), key=lambda item: -item[0].lineno):
@@ -153,8 +156,11 @@ def include(module_name: str, names: list[str], stub: bool) -> tuple[str, tuple[
 
 def solution_source(exercise) -> str:
     """The reference code of one exercise, as shown in its solution block (a method with its decorators)."""
-    module_name, name = exercise.reference_path.split(":")
-    text, node = object_source(module_name, name)
+    module_name, attributes = exercise.reference_path.split(":")
+    if exercise.also:  # several classes: each in full
+        texts = [object_source(module_name, name)[0] for name in attributes.split(",")]
+        return without_given_markers("\n\n\n".join(texts)).rstrip()
+    text, node = object_source(module_name, attributes)
     if exercise.method is not None:
         pieces = []
         for method in (method_nodes(node, m)[0] for m in exercise.stubs or (exercise.method,)):
@@ -200,7 +206,8 @@ def code_cell(options: list[str], body: str, meta: dict[str, str], variant: str)
         return Cell("code", source, role="exercise" if ids else "given", exercise_ids=ids)
     if "check" in settings:
         exercise = EXERCISES[settings["check"]]
-        return Cell("code", f'check("{exercise.id}", {exercise.name})', role="check", exercise_ids=(exercise.id,))
+        source = f'check("{exercise.id}", {", ".join(exercise.names)})'
+        return Cell("code", source, role="check", exercise_ids=(exercise.id,))
     return Cell("code", body.strip("\n"))
 
 

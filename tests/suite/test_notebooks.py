@@ -57,7 +57,8 @@ def test_every_exercise_appears_once_with_header_hints_check_and_solution():
         header = next(i for i, c in enumerate(cells) if f"Exercise `{exercise.id}`" in "".join(c["source"]))
         header_text = "".join(cells[header]["source"])
         assert "Difficulty" in header_text and "Importance" in header_text and "minutes" in header_text
-        checks = [i for i, c in enumerate(cells) if "".join(c["source"]) == f'check("{exercise.id}", {exercise.name})']
+        cell = f'check("{exercise.id}", {", ".join(exercise.names)})'
+        checks = [i for i, c in enumerate(cells) if "".join(c["source"]) == cell]
         assert len(checks) == 1 and checks[0] > header, f"{exercise.id}: one check cell after the header"
         between = "".join("".join(c["source"]) for c in cells[header : checks[0] + 2])
         assert "<summary>Hint" in between, f"{exercise.id} has no hint between its header and its check"

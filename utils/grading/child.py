@@ -204,8 +204,9 @@ def run_probes(plan: dict, namespace: dict) -> None:
         send({"event": "exercise", "id": exercise_id})
         try:
             exercise = EXERCISES[exercise_id]
-            if exercise.name in namespace:
-                payload = encode_results(run_probe(exercise, namespace[exercise.name], context))
+            if all(name in namespace for name in exercise.names):
+                objs = tuple(namespace[name] for name in exercise.names)
+                payload = encode_results(run_probe(exercise, objs if exercise.also else objs[0], context))
             else:
                 payload = encode_results({"status": "undefined"})
         except BaseException as caught:  # the probe stops at Exception; learner code can also exit (SystemExit)

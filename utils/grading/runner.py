@@ -17,6 +17,7 @@ decoded without pickle and judged here, with the course's verdicts and the run's
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 import shutil
 import site
@@ -137,14 +138,16 @@ def copy_course(destination: Path, redacted: list[str]) -> None:
     whole: dict[Path, set[str]] = {}
     methods: dict[Path, dict[str, set[str]]] = {}
     for exercise in (EXERCISES[i] for i in redacted):
-        module_name, attribute = exercise.reference_path.split(":")
-        reference = exercise.reference
-        source = Path(sys.modules[getattr(reference, "__module__", module_name)].__file__).resolve()
-        name = getattr(reference, "__name__", attribute)
-        if exercise.method is None:
-            whole.setdefault(source, set()).add(name)
-        else:
-            methods.setdefault(source, {}).setdefault(name, set()).add(exercise.method)
+        module_name, attributes = exercise.reference_path.split(":")
+        members = {exercise.method, *exercise.stubs} - {None}  # the methods the learner writes, if a class
+        for attribute in attributes.split(","):
+            reference = getattr(importlib.import_module(module_name), attribute)
+            source = Path(sys.modules[getattr(reference, "__module__", module_name)].__file__).resolve()
+            name = getattr(reference, "__name__", attribute)
+            if members:
+                methods.setdefault(source, {}).setdefault(name, set()).update(members)
+            else:
+                whole.setdefault(source, set()).add(name)
     for source in {*whole, *methods}:
         target = destination / source.relative_to(ROOT)
         body = []
@@ -237,7 +240,7 @@ class Grader:
             cells = code_cells(path)
         except NotANotebook as error:
             return {}, [f"{name}: {error}; nothing graded"], set()
-        plan = plan_notebook(cells, {exercise.name for exercise in EXERCISES.values()})
+        plan = plan_notebook(cells, {name for exercise in EXERCISES.values() for name in exercise.names})
         notes = [f"{name}: {note}" for note in plan.notes]
         pending = [i for i, exercise in EXERCISES.items() if defines(plan, exercise)]
         dropped: dict[tuple[int, int], Stop] = {}  # statements that hung, crashed or meddled, and why
@@ -286,7 +289,8 @@ class Grader:
         except Exception as error:
             return Result("error", f"{exercise_id}: the results could not be read ({type(error).__name__}).")
         if results.get("status") == "undefined":
-            return undefined(EXERCISES[exercise_id].name, plan, dropped, errors)
+            names = EXERCISES[exercise_id].names
+            return undefined(next((n for n in names if n not in plan.binders), names[-1]), plan, dropped, errors)
         with self.judging:
             return verdict(exercise_id, results, self.context)
 
@@ -296,7 +300,7 @@ def defines(plan: Plan, exercise) -> bool:
     methods the exercise has the learner write). A class that only inherits the method from an earlier section's
     reference is not graded on it, and that reference stays available to it (section 2.4's ToySAE builds with
     section 2.1's __init__)."""
-    if exercise.name not in plan.binders:
+    if any(name not in plan.binders for name in exercise.names):
         return False
     if exercise.method is None:
         return True
