@@ -21,6 +21,7 @@ SECTIONS = [
     "sae.toy_sae",
     "sae.measuring_recovery",
     "sae.resampling",
+    "sae.variants",
 ]
 
 EXERCISES: dict[str, Exercise] = {
@@ -28,12 +29,13 @@ EXERCISES: dict[str, Exercise] = {
 }
 
 
-def check(exercise_id: str, obj: Any, **options: Any) -> None:
-    """Check the learner's `obj` for one exercise: prints a line if right, raises with a hint if not."""
+def check(exercise_id: str, *objs: Any, **options: Any) -> None:
+    """Check the learner's object for one exercise (or objects, for an exercise that defines several, in the order of
+    its `names`): prints a line if right, raises with a hint if not."""
     if exercise_id not in EXERCISES:
         close = [known for known in EXERCISES if exercise_id.split(".")[-1] in known]
         raise KeyError(f"unknown exercise id {exercise_id!r}" + (f"; did you mean {close[0]!r}?" if close else ""))
-    EXERCISES[exercise_id].check(obj, **options)
+    EXERCISES[exercise_id].check(*objs, **options)
 
 
 __all__ = ["EXERCISES", "CheckFailed", "Exercise", "NotImplementedYet", "check"]

@@ -29,15 +29,24 @@ class ToySAEConfig:
     """`n_inst` SAEs reading `d_in`-dimensional activations into `d_sae` latents.
 
     The loss of every input is L_reconstruction + sparsity_coeff · L_sparsity. With `tied_weights` the decoder is
-    the encoder transposed (`W_enc` only); otherwise the decoder `_W_dec` is a parameter of its own.
+    the encoder transposed (`W_enc` only); otherwise the decoder `_W_dec` is a parameter of its own. A tensor
+    `sparsity_coeff` of shape [inst] gives every instance a coefficient of its own (a sweep in one training run).
+
+    The last fields belong to section 2.5's variants: `k`, the latents a TopK SAE keeps per input; `aux_coeff`, the
+    weight of its auxiliary loss on dead latents; `ste_epsilon`, the bandwidth of JumpReLU's straight-through
+    estimators, and `threshold_init`, where its thresholds start.
     """
 
     n_inst: int
     d_in: int
     d_sae: int
-    sparsity_coeff: float = 0.2
+    sparsity_coeff: float | Tensor = 0.2
     tied_weights: bool = False
     weight_normalize_eps: float = 1e-8
+    k: int = 1
+    aux_coeff: float = 1 / 32
+    ste_epsilon: float = 0.01
+    threshold_init: float = 0.1
 
 
 class ToySAE(nn.Module):

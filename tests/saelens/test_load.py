@@ -7,7 +7,14 @@ import torch as t
 
 sae_lens = pytest.importorskip("sae_lens")
 
-from solutions.sae import ToySAE, ToySAEConfig  # noqa: E402
+from solutions.sae import (  # noqa: E402
+    BatchTopKToySAE,
+    GatedToySAE,
+    JumpReLUToySAE,
+    TopKToySAE,
+    ToySAE,
+    ToySAEConfig,
+)
 from solutions.sae.saelens_format import export_saelens  # noqa: E402
 from solutions.sae.toy_sae_experiments import pentagon_model  # noqa: E402
 
@@ -20,9 +27,25 @@ def trained_looking(sae):
     return sae
 
 
+def batch_top_k(tied: bool) -> BatchTopKToySAE:
+    sae = BatchTopKToySAE(ToySAEConfig(3, 2, 5, k=2, tied_weights=tied), pentagon_model(3))
+    with t.no_grad():
+        sae.threshold.copy_(t.tensor([0.05, 0.1, 0.2]))
+    return sae.eval()
+
+
 ARCHITECTURES = {
     "standard, untied": lambda: ToySAE(ToySAEConfig(3, 2, 5), pentagon_model(3)),
     "standard, tied": lambda: ToySAE(ToySAEConfig(3, 2, 5, tied_weights=True), pentagon_model(3)),
+    **{
+        f"{name}, {'tied' if tied else 'untied'}": (
+            lambda cls=cls, tied=tied: cls(ToySAEConfig(3, 2, 5, k=2, tied_weights=tied), pentagon_model(3))
+        )
+        for name, cls in (("topk", TopKToySAE), ("gated", GatedToySAE), ("jumprelu", JumpReLUToySAE))
+        for tied in (False, True)
+    },
+    "batchtopk, untied": lambda: batch_top_k(False),
+    "batchtopk, tied": lambda: batch_top_k(True),
 }
 
 
@@ -37,5 +60,6 @@ def test_sae_lens_loads_the_export_and_computes_the_same_activations(tmp_path, n
         _, _, acts, h_reconstructed = sae(h)
         latents = loaded.encode(h[:, 1])
         reconstruction = loaded.decode(latents)
+    latents = latents.to_dense() if latents.is_sparse else latents
     assert t.allclose(latents, acts[:, 1], atol=1e-5), (latents - acts[:, 1]).abs().max()
     assert t.allclose(reconstruction, h_reconstructed[:, 1], atol=1e-5)

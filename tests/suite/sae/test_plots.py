@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from solutions.sae import ToySAE, ToySAEConfig
 from solutions.sae.measuring_recovery import feature_recovery
 from solutions.sae.toy_sae_experiments import pentagon_model
-from utils.plots.sae import measuring_recovery, tied_vs_untied, toy_sae
+from utils.plots.sae import measuring_recovery, tied_vs_untied, toy_sae, variants
 
 pytestmark = pytest.mark.usefixtures("no_show")
 
@@ -82,3 +82,20 @@ def test_recovery_by_feature_draws_norms_and_both_kinds_per_setting():
     np.testing.assert_allclose(fig.data[0].y, norms[0].numpy())
     np.testing.assert_allclose(fig.data[5].y, recovery["tied"][1].numpy())
     assert len(fig.layout.shapes) == 2  # the chance line in each panel
+
+
+def test_pareto_draws_every_sweep_in_order_of_l0_in_both_panels():
+    table = {
+        "standard untied": {"l0": t.tensor([5.0, 1.0, 3.0]), "explained_variance": t.tensor([0.9, 0.2, 0.6]),
+                            "shrinkage": t.tensor([0.95, 0.7, 0.8]), "sparsity_coeff": t.tensor([0.01, 0.1, 0.05])},
+        "topk tied": {"l0": t.tensor([1.0, 2.0]), "explained_variance": t.tensor([0.5, 0.7]),
+                      "shrinkage": t.tensor([1.0, 1.0]), "k": t.tensor([1, 2])},
+    }  # fmt: skip
+    fig = variants.plot_pareto(table, true_l0=2.5)
+    assert [trace.name for trace in fig.data] == ["standard untied"] * 2 + ["topk tied"] * 2
+    np.testing.assert_allclose(fig.data[0].x, [1.0, 3.0, 5.0])
+    np.testing.assert_allclose(fig.data[0].y, [0.2, 0.6, 0.9])
+    np.testing.assert_allclose(fig.data[1].y, [0.7, 0.8, 0.95])
+    assert list(fig.data[0].text) == ["sparsity_coeff = 0.1", "sparsity_coeff = 0.05", "sparsity_coeff = 0.01"]
+    assert fig.data[2].line.dash == "dash" and list(fig.data[3].text) == ["k = 1", "k = 2"]
+    assert len(fig.layout.shapes) == 2

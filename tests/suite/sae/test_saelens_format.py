@@ -8,7 +8,7 @@ import pytest
 import torch as t
 from safetensors.torch import load_file
 
-from solutions.sae import ToySAE, ToySAEConfig
+from solutions.sae import BatchTopKToySAE, GatedToySAE, JumpReLUToySAE, TopKToySAE, ToySAE, ToySAEConfig
 from solutions.sae.saelens_format import export_saelens
 from solutions.sae.toy_sae_experiments import pentagon_model
 
@@ -41,3 +41,54 @@ def test_an_exported_instance_computes_what_the_sae_computes(tmp_path, tied):
         _, _, acts, h_reconstructed = sae(h)
     latents, reconstruction = saelens_standard_forward(state, h[:, 2])
     assert t.allclose(latents, acts[:, 2], atol=1e-6) and t.allclose(reconstruction, h_reconstructed[:, 2], atol=1e-6)
+
+
+def saelens_variant_forward(architecture: str, cfg: dict, state: dict, x: t.Tensor) -> t.Tensor:
+    """The latents of SAELens' TopKSAE, GatedSAE and JumpReLUSAE (sae-lens 6's encode, written out)."""
+    centred = x - state["b_dec"]
+    if architecture == "gated":
+        gate = centred @ state["W_enc"] + state["b_gate"]
+        magnitude = centred @ (state["W_enc"] * state["r_mag"].exp()) + state["b_mag"]
+        return (gate > 0).float() * t.relu(magnitude)
+    hidden = centred @ state["W_enc"] + state["b_enc"]
+    if architecture == "topk":
+        top = hidden.topk(cfg["k"], dim=-1)
+        return t.zeros_like(hidden).scatter(-1, top.indices, t.relu(top.values))
+    assert architecture == "jumprelu"
+    return t.relu(hidden) * (hidden > state["threshold"])
+
+
+VARIANTS = {
+    "topk": (TopKToySAE, {"W_enc", "W_dec", "b_enc", "b_dec"}),
+    "gated": (GatedToySAE, {"W_enc", "W_dec", "b_gate", "r_mag", "b_mag", "b_dec"}),
+    "jumprelu": (JumpReLUToySAE, {"W_enc", "W_dec", "b_enc", "b_dec", "threshold"}),
+    "batchtopk": (BatchTopKToySAE, {"W_enc", "W_dec", "b_enc", "b_dec", "threshold"}),
+}
+
+
+@pytest.mark.parametrize("tied", [False, True])
+@pytest.mark.parametrize("name", VARIANTS)
+def test_every_variant_exports_what_saelens_computes_it_with(tmp_path, name, tied):
+    cls, tensors = VARIANTS[name]
+    t.manual_seed(0)
+    sae = cls(ToySAEConfig(3, 2, 5, k=2, tied_weights=tied), pentagon_model(3))
+    with t.no_grad():  # a trained-looking SAE: every parameter moved off its start
+        for param_name, param in sae.named_parameters():
+            if not param_name.startswith("model."):
+                param.add_(t.randn_like(param) * 0.2)
+        if name == "batchtopk":
+            sae.threshold.copy_(t.tensor([0.05, 0.1, 0.2]))
+    sae.eval()
+    path = export_saelens(sae, tmp_path / "sae", instance=2)
+    cfg = json.loads((path / "cfg.json").read_text())
+    architecture = "jumprelu" if name == "batchtopk" else name
+    assert cfg["architecture"] == architecture and (cfg["d_in"], cfg["d_sae"]) == (2, 5)
+    state = load_file(str(path / "sae_weights.safetensors"))
+    assert set(state) == tensors
+    assert t.allclose(state["W_dec"].norm(dim=-1), t.ones(5))
+    h = sae.generate_batch(256) + 0.3 * t.randn(256, 3, 2)  # off the pentagon too, so that every latent varies
+    with t.no_grad():
+        _, _, acts, h_reconstructed = sae(h)
+    latents = saelens_variant_forward(architecture, cfg, state, h[:, 2])
+    assert (latents > 0).any() and t.allclose(latents, acts[:, 2], atol=1e-6)
+    assert t.allclose(latents @ state["W_dec"] + state["b_dec"], h_reconstructed[:, 2], atol=1e-6)
