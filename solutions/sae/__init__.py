@@ -1,13 +1,13 @@
 """Chapter 2, sparse autoencoders on toy models: every reference class and function, under its curriculum name.
 
-`ToySAE` is the whole of it: section 2.1's SAE with section 2.4's resampling methods. Section 2.5's variants extend
-section 2.1's.
+`ToySAE` is section 2.1's, the base of every variant of section 2.5 (so that ARENA's `super(ToySAE, self).__init__()`
+reaches `nn.Module`); section 2.4's `resample_simple` and `resample_advanced` are methods of its subclass
+`solutions.sae.resampling.ToySAE`.
 """
 
 from solutions.sae import toy_sae
 from solutions.sae.measuring_recovery import feature_recovery, sae_metrics
-from solutions.sae.resampling import ToySAE
-from solutions.sae.toy_sae import ToySAEConfig
+from solutions.sae.toy_sae import ToySAE, ToySAEConfig
 from solutions.sae.variants import BatchTopKToySAE, GatedToySAE, Heaviside, JumpReLU, JumpReLUToySAE, TopKToySAE
 
 __all__ = [
