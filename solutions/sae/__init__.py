@@ -8,7 +8,16 @@ reaches `nn.Module`); section 2.4's `resample_simple` and `resample_advanced` ar
 from solutions.sae import toy_sae
 from solutions.sae.measuring_recovery import feature_recovery, sae_metrics
 from solutions.sae.toy_sae import ToySAE, ToySAEConfig
-from solutions.sae.variants import BatchTopKToySAE, GatedToySAE, Heaviside, JumpReLU, JumpReLUToySAE, TopKToySAE
+from solutions.sae.variants import (
+    BatchTopKToySAE,
+    GatedToySAE,
+    Heaviside,
+    JumpReLU,
+    JumpReLUToySAE,
+    JumpReLUToySAEConfig,
+    TopKToySAE,
+    TopKToySAEConfig,
+)
 
 __all__ = [
     "BatchTopKToySAE",
@@ -16,7 +25,9 @@ __all__ = [
     "Heaviside",
     "JumpReLU",
     "JumpReLUToySAE",
+    "JumpReLUToySAEConfig",
     "TopKToySAE",
+    "TopKToySAEConfig",
     "ToySAE",
     "ToySAEConfig",
     "feature_recovery",

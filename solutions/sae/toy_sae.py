@@ -31,10 +31,7 @@ class ToySAEConfig:
     The loss of every input is L_reconstruction + sparsity_coeff · L_sparsity. With `tied_weights` the decoder is
     the encoder transposed (`W_enc` only); otherwise the decoder `_W_dec` is a parameter of its own. A tensor
     `sparsity_coeff` of shape [inst] gives every instance a coefficient of its own (a sweep in one training run).
-
-    The last fields belong to section 2.5's variants: `k`, the latents a TopK SAE keeps per input; `aux_coeff`, the
-    weight of its auxiliary loss on dead latents; `ste_epsilon`, the bandwidth of JumpReLU's straight-through
-    estimators, and `threshold_init`, where its thresholds start.
+    Section 2.5's variants extend this config with their own settings (`TopKToySAEConfig`, `JumpReLUToySAEConfig`).
     """
 
     n_inst: int
@@ -43,10 +40,6 @@ class ToySAEConfig:
     sparsity_coeff: float | Tensor = 0.2
     tied_weights: bool = False
     weight_normalize_eps: float = 1e-8
-    k: int = 1
-    aux_coeff: float = 1 / 32
-    ste_epsilon: float = 0.01
-    threshold_init: float = 0.1
 
 
 class ToySAE(nn.Module):

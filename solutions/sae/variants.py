@@ -19,6 +19,7 @@ Each variant overrides only the steps it changes (`pre_activations`, `activation
 exports to SAELens.
 """
 
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import einops
@@ -28,6 +29,25 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from solutions.sae.toy_sae import ToySAE, ToySAEConfig
+
+
+@dataclass
+class TopKToySAEConfig(ToySAEConfig):
+    """Section 2.1's config and TopK's own settings: `k`, the latents every input keeps (an int, or an [inst] tensor
+    for a sweep in one run), and `aux_coeff`, the weight of the auxiliary loss on dead latents (α = 1/32, Gao et
+    al.). `sparsity_coeff` is unused: TopK has no penalty."""
+
+    k: int | Tensor = 1
+    aux_coeff: float = 1 / 32
+
+
+@dataclass
+class JumpReLUToySAEConfig(ToySAEConfig):
+    """Section 2.1's config and JumpReLU's own settings: `ste_epsilon`, the bandwidth ε of the straight-through
+    estimators, and `threshold_init`, where every threshold θ starts (ARENA's values). `sparsity_coeff` weights L0."""
+
+    ste_epsilon: float = 0.01
+    threshold_init: float = 0.1
 
 
 def aux_k(cfg: ToySAEConfig) -> int:

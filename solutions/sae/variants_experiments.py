@@ -22,7 +22,14 @@ from torch import Tensor
 from solutions.sae.measuring_recovery import feature_recovery, sae_metrics
 from solutions.sae.tied_vs_untied_experiments import sharkey_model
 from solutions.sae.toy_sae import ToySAE, ToySAEConfig
-from solutions.sae.variants import BatchTopKToySAE, GatedToySAE, JumpReLUToySAE, TopKToySAE
+from solutions.sae.variants import (
+    BatchTopKToySAE,
+    GatedToySAE,
+    JumpReLUToySAE,
+    JumpReLUToySAEConfig,
+    TopKToySAE,
+    TopKToySAEConfig,
+)
 from solutions.tms.superposition import ToyModel
 
 # ------------------------------------------------------------------------------------- k per instance
@@ -80,23 +87,21 @@ class Architecture:
 
     name: str
     sae_class: type
+    config_class: type
     knob: str
     values: tuple[float, ...]
-    extra: dict = dataclasses.field(default_factory=dict)
 
     def config(self, d_in: int, d_sae: int, tied: bool) -> ToySAEConfig:
-        n = len(self.values)
         knob = t.tensor(self.values) if self.knob == "sparsity_coeff" else t.tensor(self.values, dtype=t.long)
-        fields = {self.knob: knob} | ({"sparsity_coeff": 0.0} if self.knob == "k" else {})
-        return ToySAEConfig(n, d_in, d_sae, tied_weights=tied, **fields, **self.extra)
+        return self.config_class(len(self.values), d_in, d_sae, tied_weights=tied, **{self.knob: knob})
 
 
 ARCHITECTURES = (
-    Architecture("standard", ToySAE, "sparsity_coeff", L1_COEFFICIENTS),
-    Architecture("gated", GatedToySAE, "sparsity_coeff", L1_COEFFICIENTS),
-    Architecture("jumprelu", JumpReLUToySAE, "sparsity_coeff", L0_COEFFICIENTS, {"ste_epsilon": 0.01}),
-    Architecture("topk", SweptTopKToySAE, "k", KS),
-    Architecture("batchtopk", SweptBatchTopKToySAE, "k", KS),
+    Architecture("standard", ToySAE, ToySAEConfig, "sparsity_coeff", L1_COEFFICIENTS),
+    Architecture("gated", GatedToySAE, ToySAEConfig, "sparsity_coeff", L1_COEFFICIENTS),
+    Architecture("jumprelu", JumpReLUToySAE, JumpReLUToySAEConfig, "sparsity_coeff", L0_COEFFICIENTS),
+    Architecture("topk", SweptTopKToySAE, TopKToySAEConfig, "k", KS),
+    Architecture("batchtopk", SweptBatchTopKToySAE, TopKToySAEConfig, "k", KS),
 )
 
 

@@ -11,7 +11,9 @@ from solutions.sae import (  # noqa: E402
     BatchTopKToySAE,
     GatedToySAE,
     JumpReLUToySAE,
+    JumpReLUToySAEConfig,
     TopKToySAE,
+    TopKToySAEConfig,
     ToySAE,
     ToySAEConfig,
 )
@@ -28,7 +30,7 @@ def trained_looking(sae):
 
 
 def batch_top_k(tied: bool) -> BatchTopKToySAE:
-    sae = BatchTopKToySAE(ToySAEConfig(3, 2, 5, k=2, tied_weights=tied), pentagon_model(3))
+    sae = BatchTopKToySAE(TopKToySAEConfig(3, 2, 5, k=2, tied_weights=tied), pentagon_model(3))
     with t.no_grad():
         sae.threshold.copy_(t.tensor([0.05, 0.1, 0.2]))
     return sae.eval()
@@ -39,9 +41,13 @@ ARCHITECTURES = {
     "standard, tied": lambda: ToySAE(ToySAEConfig(3, 2, 5, tied_weights=True), pentagon_model(3)),
     **{
         f"{name}, {'tied' if tied else 'untied'}": (
-            lambda cls=cls, tied=tied: cls(ToySAEConfig(3, 2, 5, k=2, tied_weights=tied), pentagon_model(3))
+            lambda cls=cls, config=config, tied=tied: cls(config(3, 2, 5, tied_weights=tied), pentagon_model(3))
         )
-        for name, cls in (("topk", TopKToySAE), ("gated", GatedToySAE), ("jumprelu", JumpReLUToySAE))
+        for name, cls, config in (
+            ("topk", TopKToySAE, lambda *args, **kwargs: TopKToySAEConfig(*args, k=2, **kwargs)),
+            ("gated", GatedToySAE, ToySAEConfig),
+            ("jumprelu", JumpReLUToySAE, JumpReLUToySAEConfig),
+        )
         for tied in (False, True)
     },
     "batchtopk, untied": lambda: batch_top_k(False),

@@ -12,7 +12,8 @@ import torch as t
 import torch.nn.functional as F
 from torch import nn
 
-from solutions.sae import ToySAE
+from solutions.sae import JumpReLUToySAEConfig, ToySAE, ToySAEConfig
+from solutions.sae.toy_sae_experiments import pentagon_model
 from solutions.tms import NeuronComputationModel, NeuronModel, ToyModel, ToyModelConfig
 from tests import check
 from utils.training import per_instance_loss
@@ -285,15 +286,13 @@ def test_arena_style_variants_pass_every_check(seed):
 @pytest.mark.parametrize("cls", [ArenaGatedToySAE, ArenaJumpReLUToySAE], ids=lambda c: c.__name__)
 @pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
 def test_optimize_trains_arena_style_variants(cls, tied):
-    from solutions.sae import ToySAEConfig
-    from solutions.sae.toy_sae_experiments import pentagon_model
-
     """`optimize` trains them: every parameter moves and the losses stay finite; untied, every instance's loss falls.
     (ARENA's tied JumpReLU, decoding with its raw, unnormalised W_enc transposed, can climb early from a Kaiming start:
     measured here, two of four instances end 300 steps with L0 ≈ 1 on mostly empty inputs, and one still at 2,000.
     That is its formulation's behaviour, which the loop must run as it is, not a failure to train.)"""
     t.manual_seed(0)
-    sae = cls(ToySAEConfig(4, 2, 5, sparsity_coeff=0.05, tied_weights=tied), pentagon_model(4))
+    config = JumpReLUToySAEConfig if cls is ArenaJumpReLUToySAE else ToySAEConfig
+    sae = cls(config(4, 2, 5, sparsity_coeff=0.05, tied_weights=tied), pentagon_model(4))
     before = {name: p.detach().clone() for name, p in sae.named_parameters() if not name.startswith("model.")}
     log = sae.optimize(steps=300, log_freq=50)
     assert t.isfinite(log["loss"]).all()

@@ -8,7 +8,16 @@ import pytest
 import torch as t
 from safetensors.torch import load_file
 
-from solutions.sae import BatchTopKToySAE, GatedToySAE, JumpReLUToySAE, TopKToySAE, ToySAE, ToySAEConfig
+from solutions.sae import (
+    BatchTopKToySAE,
+    GatedToySAE,
+    JumpReLUToySAE,
+    JumpReLUToySAEConfig,
+    TopKToySAE,
+    TopKToySAEConfig,
+    ToySAE,
+    ToySAEConfig,
+)
 from solutions.sae.saelens_format import export_saelens
 from solutions.sae.toy_sae_experiments import pentagon_model
 
@@ -58,20 +67,21 @@ def saelens_variant_forward(architecture: str, cfg: dict, state: dict, x: t.Tens
     return t.relu(hidden) * (hidden > state["threshold"])
 
 
-VARIANTS = {
-    "topk": (TopKToySAE, {"W_enc", "W_dec", "b_enc", "b_dec"}),
-    "gated": (GatedToySAE, {"W_enc", "W_dec", "b_gate", "r_mag", "b_mag", "b_dec"}),
-    "jumprelu": (JumpReLUToySAE, {"W_enc", "W_dec", "b_enc", "b_dec", "threshold"}),
-    "batchtopk": (BatchTopKToySAE, {"W_enc", "W_dec", "b_enc", "b_dec", "threshold"}),
+VARIANTS = {  # class, config, what the export holds
+    "topk": (TopKToySAE, TopKToySAEConfig, {"W_enc", "W_dec", "b_enc", "b_dec"}),
+    "gated": (GatedToySAE, ToySAEConfig, {"W_enc", "W_dec", "b_gate", "r_mag", "b_mag", "b_dec"}),
+    "jumprelu": (JumpReLUToySAE, JumpReLUToySAEConfig, {"W_enc", "W_dec", "b_enc", "b_dec", "threshold"}),
+    "batchtopk": (BatchTopKToySAE, TopKToySAEConfig, {"W_enc", "W_dec", "b_enc", "b_dec", "threshold"}),
 }
 
 
 @pytest.mark.parametrize("tied", [False, True])
 @pytest.mark.parametrize("name", VARIANTS)
 def test_every_variant_exports_what_saelens_computes_it_with(tmp_path, name, tied):
-    cls, tensors = VARIANTS[name]
+    cls, config, tensors = VARIANTS[name]
     t.manual_seed(0)
-    sae = cls(ToySAEConfig(3, 2, 5, k=2, tied_weights=tied), pentagon_model(3))
+    extra = {"k": 2} if config is TopKToySAEConfig else {}
+    sae = cls(config(3, 2, 5, tied_weights=tied, **extra), pentagon_model(3))
     with t.no_grad():  # a trained-looking SAE: every parameter moved off its start
         for param_name, param in sae.named_parameters():
             if not param_name.startswith("model."):
