@@ -659,19 +659,26 @@ def independent_pairings(x: Tensor, unit_dim: int, unit_hint: str) -> list[tuple
     ]
 
 
+def shared_magnitudes_hint(pairings: list[tuple[str, Tensor, Tensor]]) -> str | None:
+    """The hint of the first pairing whose two entries share their magnitudes: mostly exactly equal where both are
+    present, among many distinct values (independent continuous draws are equal with probability about 2⁻²⁴, and a
+    constant magnitude is a different mistake). Only to name a mistake once a test has failed."""
+    for hint, a, b in pairings:
+        both = (a != 0) & (b != 0)
+        if both.sum() > 100 and (a[both] == b[both]).float().mean() > 0.5 and a[both].unique().numel() > 100:
+            return hint
+    return None
+
+
 @contextlib.contextmanager
 def naming_shared_magnitudes(pairings: list[tuple[str, Tensor, Tensor]]) -> Iterator[None]:
-    """Around the tests of the magnitudes' distribution: when one fails because magnitudes are shared between the
-    entries of a pairing (which makes the values of an instance dependent, so the distribution tests may see it
-    first), name that mistake instead. Shared means mostly exactly equal where both are present, among many distinct
-    values: independent continuous draws are equal with probability about 2⁻²⁴, and a constant is not shared."""
+    """Around the tests of the magnitudes' distribution: magnitudes shared between the entries of a pairing make the
+    values of an instance dependent, so those tests may fail first; name the sharing instead."""
     try:
         yield
     except CheckFailed:
-        for hint, a, b in pairings:
-            both = (a != 0) & (b != 0)
-            if both.sum() > 100 and (a[both] == b[both]).float().mean() > 0.5 and a[both].unique().numel() > 100:
-                raise CheckFailed(f"{hint}: where both are present, your two magnitudes are exactly equal.") from None
+        if (hint := shared_magnitudes_hint(pairings)) is not None:
+            raise CheckFailed(f"{hint}: where both are present, your two magnitudes are exactly equal.") from None
         raise
 
 
@@ -694,9 +701,10 @@ def judge_magnitudes_independent(
             continue
         mean, radius = float(products.mean()), hoeffding_radius(products.numel(), width, alpha)
         if abs(mean) > radius:
+            term = f"(m₁ − {centre:g})(m₂ − {centre:g})" if centre else "m₁ m₂"
             raise CheckFailed(
-                f"{hint}. Where both entries of such a pair are present, the mean of (m₁ − {centre:g})(m₂ − {centre:g})"
-                f" is {mean:.4f}; independent magnitudes give 0 ± {radius:.4f}."
+                f"{hint}. Where both entries of such a pair are present, the mean of {term} is {mean:.4f}; "
+                f"independent magnitudes give 0 ± {radius:.4f}."
             )
 
 
