@@ -16,29 +16,60 @@ from torch import Tensor
 
 from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, expect_tensor, raised
 from tests.stats import FALSE_FAILURE_RATE, binomial_range, dkw_radius, hoeffding_radius
-from tests.tms.common import build, outside, uniform_ks_distance
+from tests.tms.common import (
+    HINT_MAGNITUDES_ACROSS_INSTANCES,
+    build,
+    first_explaining,
+    independent_pairings,
+    judge_magnitudes_independent,
+    outside,
+    shared_magnitudes_hint,
+    uniform_ks_distance,
+)
 
 MODULE = "solutions.tms.correlated"
 
-# The probe's model: 4 instances, each with its own probability (the same for all its features, as in this
-# section). Its config names other pair counts and feature counts than the calls use, so that a generator which
-# reads `self.cfg` instead of its argument returns the wrong shape.
+# The probe's model: 4 instances, each with its own probability in the first column of `feature_probability` (the
+# contract), and other probabilities in the other columns. Its config names other pair counts and feature counts than
+# the calls use, so that a generator which reads `self.cfg` instead of its argument returns the wrong shape.
 CFG = dict(n_inst=4, n_features=8, d_hidden=2, n_correlated_pairs=1, n_anticorrelated_pairs=1)
 BATCH_SIZE = 20_000
 SMALL = 7
+# `feature_probability` [inst, feats] of each probe. Column 0 is what the generators use. The other columns differ per
+# feature and per instance, and from every rate a catalogued mistake gives on column 0 (p, 1 - p, p², 2p, p/2,
+# p(1 - p), the first instance's p), so that a generator reading another column (one for all, or one per pair or per
+# feature) gets frequencies no other mistake explains, and is named.
 # Correlated pairs may have any p; two are above 1/2 so that p and 1 - p differ in both directions.
-CORRELATED_P = (0.06, 0.2, 0.55, 0.8)
+CORRELATED_ROWS = (
+    (0.06, 0.3, 0.5, 0.7, 0.85, 0.4, 0.6, 0.25),
+    (0.2, 0.65, 0.35, 0.9, 0.5, 0.7, 0.3, 0.45),
+    (0.55, 0.15, 0.8, 0.25, 0.7, 0.92, 0.12, 0.65),
+    (0.8, 0.45, 0.3, 0.92, 0.12, 0.35, 0.5, 0.95),
+)
 # Anticorrelated pairs need p ≤ 1/2; we stay at ≤ 1/4 so that a generator using 2p per member still never turns on
 # both members (the check then sees, and names, its real mistake), and go up to 1/4 so that a member present with
-# probability p(1 - p) instead of p stands out.
-ANTICORRELATED_P = (0.05, 0.12, 0.2, 0.25)
-UNCORRELATED_P = (0.08, 0.2, 0.55, 0.8)
+# probability p(1 - p) instead of p stands out. The other columns stay below 1/2 too: a generator reading one of them
+# must still never turn on both members, so that it is told about the column it reads.
+ANTICORRELATED_ROWS = (
+    (0.05, 0.2, 0.4, 0.25, 0.45, 0.15, 0.35, 0.3),
+    (0.12, 0.3, 0.18, 0.4, 0.35, 0.42, 0.33, 0.45),
+    (0.2, 0.45, 0.3, 0.26, 0.48, 0.34, 0.28, 0.32),
+    (0.25, 0.35, 0.44, 0.32, 0.4, 0.45, 0.38, 0.42),
+)
+UNCORRELATED_ROWS = (
+    (0.08, 0.3, 0.5, 0.7, 0.85, 0.4, 0.6, 0.25),
+    (0.2, 0.65, 0.35, 0.9, 0.5, 0.7, 0.3, 0.45),
+    (0.55, 0.15, 0.8, 0.25, 0.7, 0.92, 0.35, 0.65),
+    (0.8, 0.45, 0.3, 0.92, 0.12, 0.35, 0.5, 0.95),
+)
+CORRELATED_P, ANTICORRELATED_P, UNCORRELATED_P = (
+    tuple(row[0] for row in rows) for rows in (CORRELATED_ROWS, ANTICORRELATED_ROWS, UNCORRELATED_ROWS)
+)
 N_PAIRS, N_PAIRS_SMALL = 3, 2  # the pair generators' calls: 3 pairs (6 features), then 2 pairs (4 features)
 N_UNCORRELATED, N_UNCORRELATED_SMALL = 5, 3
 # A present feature whose magnitude is exactly 0.0 looks absent. A float32 uniform is exactly 0 with probability
 # 2^-24; we allow 16 times that, for other ways of drawing magnitudes.
 ZERO_MAGNITUDE_RATE = 2.0**-20
-DIAGNOSIS_ALPHA = 1e-6  # when naming a mistake, how plausible the data must be under it
 
 
 # ------------------------------------------------------------------------------------------ the hints
@@ -64,6 +95,10 @@ HINT_CONSTANT = "Present features must have random magnitudes, uniform on [0, 1]
 HINT_MAGNITUDE = "Present features need magnitudes uniform on [0, 1] (mean 1/2, variance 1/12)"
 HINT_ONE_MINUS_P = (
     "Features are present with probability p = feature_probability, not 1 - p: keep a feature when `t.rand(...) < p`"
+)
+HINT_OTHER_COLUMN = (
+    "The probability of every feature here is the instance's first column, `self.feature_probability[:, 0]` (use "
+    "`self.feature_probability[:, :1]` to broadcast it); yours reads other columns of `feature_probability`"
 )
 HINT_FIRST_INSTANCE = (
     "Every instance must use its own probability `self.feature_probability[inst, 0]`; yours uses the first "
@@ -169,11 +204,6 @@ class Tests:
         return distance if distance > dkw_radius(values.numel(), self.alpha) else None
 
 
-def explained_by(counts: Tensor, n: int, rates: Tensor) -> bool:
-    """Whether the counts are plausible under these rates: used only to name a mistake once a test has failed."""
-    return not outside(counts, n, rates.expand(counts.shape), DIAGNOSIS_ALPHA)
-
-
 def max_zero_magnitude_mismatches(n: int, alpha: float) -> float:
     """How many half-present pairs a correct generator can show: a present member with magnitude exactly 0."""
     return n * binomial_range(n, 2 * ZERO_MAGNITUDE_RATE, alpha)[1]
@@ -182,13 +212,24 @@ def max_zero_magnitude_mismatches(n: int, alpha: float) -> float:
 # ------------------------------------------------------------------------------------------- probing
 
 
-def probabilities(values: tuple[float, ...]) -> Tensor:
-    return t.tensor(values)[:, None]  # [inst, 1]: the same probability for every feature of an instance
+def probabilities(rows: tuple[tuple[float, ...], ...]) -> Tensor:
+    """The probability the generators use, [inst, 1]: column 0 of the probe's `feature_probability`."""
+    return t.tensor(rows)[:, :1]
 
 
-def make_probe(method: str, values: tuple[float, ...], n_big: int, n_small: int) -> Callable[[type, Context], dict]:
+def other_columns(rows: tuple[tuple[float, ...], ...], n_units: int) -> list[tuple[str, Tensor]]:
+    """The rates [inst unit] of generators that read the wrong columns: one other column for every unit, or one column
+    per unit (the first `n_units` columns, or the last)."""
+    full = t.tensor(rows)
+    rates = [full[:, c : c + 1].expand(-1, n_units) for c in range(1, full.shape[1])]
+    return [(HINT_OTHER_COLUMN, rate) for rate in [*rates, full[:, :n_units], full[:, -n_units:]]]
+
+
+def make_probe(
+    method: str, rows: tuple[tuple[float, ...], ...], n_big: int, n_small: int
+) -> Callable[[type, Context], dict]:
     def probe(ToyModel: type, context: Context) -> dict:
-        model = build(ToyModel, CFG, context.device, feature_probability=probabilities(values).to(context.device))
+        model = build(ToyModel, CFG, context.device, feature_probability=t.tensor(rows).to(context.device))
         generate = getattr(model, method)
         with t.no_grad():
             return {
@@ -232,11 +273,9 @@ def read_shapes(results: dict, call: str, n_big: int, n_small: int, per_pair: in
     return batch
 
 
-def check_probability_unchanged(results: dict, values: tuple[float, ...]) -> None:
+def check_probability_unchanged(results: dict, rows: tuple[tuple[float, ...], ...]) -> None:
     after = results["feature_probability_after"]
-    if not isinstance(after, Tensor) or not t.equal(
-        after, probabilities(values).expand(CFG["n_inst"], CFG["n_features"])
-    ):
+    if not isinstance(after, Tensor) or not t.equal(after, t.tensor(rows)):
         raise CheckFailed("your generator changed `self.feature_probability` in place; compute new tensors instead.")
 
 
@@ -268,11 +307,18 @@ def check_units_independent(tests: Tests, on: Tensor, rate: Tensor, hint: str, u
             )
 
 
-def check_magnitudes(tests: Tests, batch: Tensor, present: Tensor, presence_range: Callable[[int], Callable]) -> None:
+def check_magnitudes(
+    tests: Tests,
+    batch: Tensor,
+    present: Tensor,
+    presence_range: Callable[[int], Callable],
+    pairings: list[tuple[str, Tensor, Tensor]],
+) -> None:
     """Magnitudes of present features are U[0, 1], per instance.
 
     `presence_range(i)(values)` says which values the presence test of instance i lets through (e.g. u < p): when
-    the magnitudes are wrong and all lie there, the presence draw was reused as the magnitude.
+    the magnitudes are wrong and all lie there, the presence draw was reused as the magnitude. When they are wrong
+    because the entries of one of the `pairings` share them, that is named.
     """
     for i in range(batch.shape[1]):
         values = batch[:, i][present[:, i]]
@@ -287,43 +333,36 @@ def check_magnitudes(tests: Tests, batch: Tensor, present: Tensor, presence_rang
             raise CheckFailed(HINT_CONSTANT + ".")
         if presence_range(i)(values).all():
             raise CheckFailed(HINT_REUSED + ".")
+        if (hint := shared_magnitudes_hint(pairings)) is not None:
+            raise CheckFailed(f"{hint}: where both are present, your two magnitudes are exactly equal.")
         if off:
             raise CheckFailed(f"{HINT_MAGNITUDE}. In instance {i} yours have mean {mean:.3f} and variance {var:.4f}.")
         raise CheckFailed(f"{HINT_MAGNITUDE}. In instance {i} they are not uniform (KS distance {distance:.3f}).")
 
 
-def check_magnitude_pairs(tests: Tests, a: Tensor, b: Tensor, hint: str) -> None:
-    """Magnitudes of two features present together must be uncorrelated: E[(a − ½)(b − ½)] = 0, terms in [−¼, ¼]."""
-    both = (a > 0) & (b > 0)
-    products = ((a - 0.5) * (b - 0.5))[both]
-    if products.numel() == 0:
-        tests.spend(1)
-        return
-    if tests.mean_is_off(products, 0.0, 0.5):
-        raise CheckFailed(f"{hint} (the mean of (m₁ − ½)(m₂ − ½) is {float(products.mean()):.4f}, not 0).")
+def check_magnitudes_independent(tests: Tests, pairings: list[tuple[str, Tensor, Tensor]]) -> None:
+    tests.spend(len(pairings))
+    judge_magnitudes_independent(pairings, centre=0.5, width=0.5, alpha=tests.alpha)  # (m₁ − ½)(m₂ − ½) ∈ [−¼, ¼]
 
 
 def name_frequency_mistake(counts: Tensor, candidates: list[tuple[str, Tensor]], fallback: str) -> str:
     """The hint of the first candidate rate that explains every count, or the fallback."""
-    for hint, rate in candidates:
-        if explained_by(counts, BATCH_SIZE, rate):
-            return hint
-    return fallback
+    return first_explaining(counts, BATCH_SIZE, candidates) or fallback
 
 
 # ------------------------------------------------------------------------------------ correlated pairs
 
-# co-occurrence 1, frequency I·P, batch 2·I·P, pairs I·(P−1), instances (I−1)·P, magnitudes 3·I, within 1, across 1
-CORRELATED_BUDGET = 1 + 5 * CFG["n_inst"] * N_PAIRS - CFG["n_inst"] - N_PAIRS + 3 * CFG["n_inst"] + 2
+# co-occurrence 1, frequency I·P, batch 2·I·P, pairs I·(P−1), instances (I−1)·P, magnitudes 3·I, their independence 5
+CORRELATED_BUDGET = 1 + 5 * CFG["n_inst"] * N_PAIRS - CFG["n_inst"] - N_PAIRS + 3 * CFG["n_inst"] + 5
 
 
 def verdict_generate_correlated_features(results: dict, context: Context) -> None:
     batch = read_shapes(
         results, "generate_correlated_features", N_PAIRS, N_PAIRS_SMALL, 2, 2 * CFG["n_correlated_pairs"]
     )
-    check_probability_unchanged(results, CORRELATED_P)
+    check_probability_unchanged(results, CORRELATED_ROWS)
     tests = Tests(CORRELATED_BUDGET)
-    p = probabilities(CORRELATED_P)  # [inst 1]
+    p = probabilities(CORRELATED_ROWS)  # [inst 1]
     present = batch > 0
     pairs = einops.rearrange(present, "batch inst (pair member) -> batch inst pair member", member=2)
 
@@ -345,7 +384,12 @@ def verdict_generate_correlated_features(results: dict, context: Context) -> Non
     if bad := tests.binomial_outliers(counts, BATCH_SIZE, rate):
         hint = name_frequency_mistake(
             counts,
-            [(HINT_ONE_MINUS_P, 1 - rate), (HINT_P_SQUARED, rate**2), (HINT_FIRST_INSTANCE, rate[:1].expand_as(rate))],
+            [
+                (HINT_ONE_MINUS_P, 1 - rate),
+                (HINT_P_SQUARED, rate**2),
+                (HINT_FIRST_INSTANCE, rate[:1].expand_as(rate)),
+                *other_columns(CORRELATED_ROWS, N_PAIRS),
+            ],
             HINT_CORRELATED_FREQUENCY,
         )
         i, k = bad[0]
@@ -355,9 +399,13 @@ def verdict_generate_correlated_features(results: dict, context: Context) -> Non
         )
     check_batch_and_instance_independence(tests, on, rate, "pair")
     check_units_independent(tests, on, rate, HINT_PAIRS_INDEPENDENT, "pairs")
-    check_magnitudes(tests, batch, present, lambda i: lambda values: values <= CORRELATED_P[i] + 1e-6)
-    check_magnitude_pairs(tests, batch[..., 0::2], batch[..., 1::2], HINT_SHARED_MAGNITUDE)
-    check_magnitude_pairs(tests, batch[..., :-2], batch[..., 2:], HINT_MAGNITUDES_ACROSS)
+    members = einops.rearrange(batch, "batch inst (pair member) -> batch inst pair member", member=2)
+    pairings = [
+        (HINT_SHARED_MAGNITUDE, members[..., 0], members[..., 1]),
+        *independent_pairings(members, 2, HINT_MAGNITUDES_ACROSS),
+    ]
+    check_magnitudes(tests, batch, present, lambda i: lambda values: values <= CORRELATED_P[i] + 1e-6, pairings)
+    check_magnitudes_independent(tests, pairings)
 
 
 def corr_independent_members(self, batch_size, n_correlated_pairs):
@@ -455,6 +503,20 @@ def corr_half_batch_repeated(self, batch_size, n_correlated_pairs):
     return t.cat([x, x])[:batch_size]
 
 
+def corr_probability_from_last_column(self, batch_size, n_correlated_pairs):
+    p = self.feature_probability[:, -1:]
+    seed = t.rand((batch_size, p.shape[0], n_correlated_pairs)) < p
+    present = einops.repeat(seed, "batch inst pair -> batch inst (pair 2)")
+    return t.where(present, t.rand(present.shape), 0.0)
+
+
+def corr_magnitudes_shared_across_instances(self, batch_size, n_correlated_pairs):
+    p = self.feature_probability[:, :1]
+    seed = t.rand((batch_size, p.shape[0], n_correlated_pairs)) < p
+    present = einops.repeat(seed, "batch inst pair -> batch inst (pair 2)")
+    return t.where(present, t.rand((batch_size, 1, 2 * n_correlated_pairs)), 0.0)
+
+
 CORRELATED_MISTAKES = [
     Mistake(corr_independent_members, HINT_TOGETHER),
     Mistake(corr_blocks_layout, HINT_LAYOUT),
@@ -467,6 +529,8 @@ CORRELATED_MISTAKES = [
     Mistake(corr_one_draw_for_all_pairs, HINT_PAIRS_INDEPENDENT),
     Mistake(corr_uses_cfg_pairs, HINT_ARGUMENT),
     Mistake(corr_probability_on_pair_axis, HINT_BROADCAST_P),
+    Mistake(corr_probability_from_last_column, HINT_OTHER_COLUMN),
+    Mistake(corr_magnitudes_shared_across_instances, HINT_MAGNITUDES_ACROSS_INSTANCES),
     Mistake(corr_fixed_seed, HINT_FRESH),
     Mistake(corr_half_batch_repeated, HINT_BATCH),
 ]
@@ -493,17 +557,17 @@ def corr_with_loop_over_pairs(self, batch_size, n_correlated_pairs):
 
 # -------------------------------------------------------------------------------- anticorrelated pairs
 
-# exact 0, frequency 2·I·P, batch 2·I·P, pairs I·(P−1), instances (I−1)·P, magnitudes 3·I, across 1
-ANTICORRELATED_BUDGET = 6 * CFG["n_inst"] * N_PAIRS - CFG["n_inst"] - N_PAIRS + 3 * CFG["n_inst"] + 1
+# exact 0, frequency 2·I·P, batch 2·I·P, pairs I·(P−1), instances (I−1)·P, magnitudes 3·I, their independence 4
+ANTICORRELATED_BUDGET = 6 * CFG["n_inst"] * N_PAIRS - CFG["n_inst"] - N_PAIRS + 3 * CFG["n_inst"] + 4
 
 
 def verdict_generate_anticorrelated_features(results: dict, context: Context) -> None:
     batch = read_shapes(
         results, "generate_anticorrelated_features", N_PAIRS, N_PAIRS_SMALL, 2, 2 * CFG["n_anticorrelated_pairs"]
     )
-    check_probability_unchanged(results, ANTICORRELATED_P)
+    check_probability_unchanged(results, ANTICORRELATED_ROWS)
     tests = Tests(ANTICORRELATED_BUDGET)
-    p = probabilities(ANTICORRELATED_P)
+    p = probabilities(ANTICORRELATED_ROWS)
     present = batch > 0
     pairs = einops.rearrange(present, "batch inst (pair member) -> batch inst pair member", member=2)
 
@@ -534,6 +598,7 @@ def verdict_generate_anticorrelated_features(results: dict, context: Context) ->
                 (HINT_ONE_ALWAYS, one_always),
                 (HINT_ZEROING, zeroing),
                 (HINT_FIRST_INSTANCE, rate[:1].expand_as(rate)),
+                *((hint, column[..., None]) for hint, column in other_columns(ANTICORRELATED_ROWS, N_PAIRS)),
             ],
             HINT_ANTICORRELATED_FREQUENCY,
         )
@@ -547,8 +612,10 @@ def verdict_generate_anticorrelated_features(results: dict, context: Context) ->
     check_batch_and_instance_independence(tests, on, pair_rate, "pair")
     check_units_independent(tests, on, pair_rate, HINT_PAIRS_INDEPENDENT, "pairs")
     low = lambda i: lambda values: (values <= ANTICORRELATED_P[i] + 1e-6) | (values >= 1 - ANTICORRELATED_P[i] - 1e-6)
-    check_magnitudes(tests, batch, present, low)
-    check_magnitude_pairs(tests, batch[..., :-2], batch[..., 2:], HINT_MAGNITUDES_ACROSS)
+    members = einops.rearrange(batch, "batch inst (pair member) -> batch inst pair member", member=2)
+    pairings = independent_pairings(members, 2, HINT_MAGNITUDES_ACROSS)  # members are never both present
+    check_magnitudes(tests, batch, present, low, pairings)
+    check_magnitudes_independent(tests, pairings)
 
 
 def anti_stack(first: Tensor, second: Tensor) -> Tensor:
@@ -655,6 +722,20 @@ def anti_fixed_seed(self, batch_size, n_anticorrelated_pairs):
     return t.where(present, t.rand(present.shape), 0.0)
 
 
+def anti_probability_from_last_column(self, batch_size, n_anticorrelated_pairs):
+    p = self.feature_probability[:, -1:]
+    u = t.rand((batch_size, p.shape[0], n_anticorrelated_pairs))
+    present = anti_stack(u < p, u >= 1 - p)
+    return t.where(present, t.rand(present.shape), 0.0)
+
+
+def anti_magnitudes_shared_across_instances(self, batch_size, n_anticorrelated_pairs):
+    p = self.feature_probability[:, :1]
+    u = t.rand((batch_size, p.shape[0], n_anticorrelated_pairs))
+    present = anti_stack(u < p, u >= 1 - p)
+    return t.where(present, t.rand((batch_size, 1, 2 * n_anticorrelated_pairs)), 0.0)
+
+
 ANTICORRELATED_MISTAKES = [
     Mistake(anti_independent_members, HINT_NEVER_BOTH),
     Mistake(anti_same_condition_for_both, HINT_SAME_CONDITION),
@@ -669,6 +750,8 @@ ANTICORRELATED_MISTAKES = [
     Mistake(anti_reused_draw_as_magnitude, HINT_REUSED),
     Mistake(anti_uses_cfg_pairs, HINT_ARGUMENT),
     Mistake(anti_probability_on_pair_axis, HINT_BROADCAST_P),
+    Mistake(anti_probability_from_last_column, HINT_OTHER_COLUMN),
+    Mistake(anti_magnitudes_shared_across_instances, HINT_MAGNITUDES_ACROSS_INSTANCES),
     Mistake(anti_fixed_seed, HINT_FRESH),
 ]
 
@@ -705,23 +788,27 @@ def anti_with_multinomial(self, batch_size, n_anticorrelated_pairs):
 
 # ------------------------------------------------------------------------------- uncorrelated features
 
-# frequency I·F, batch 2·I·F, features I·(F−1), instances (I−1)·F, magnitudes 3·I, across 1
-UNCORRELATED_BUDGET = 5 * CFG["n_inst"] * N_UNCORRELATED - CFG["n_inst"] - N_UNCORRELATED + 3 * CFG["n_inst"] + 1
+# frequency I·F, batch 2·I·F, features I·(F−1), instances (I−1)·F, magnitudes 3·I, their independence 4
+UNCORRELATED_BUDGET = 5 * CFG["n_inst"] * N_UNCORRELATED - CFG["n_inst"] - N_UNCORRELATED + 3 * CFG["n_inst"] + 4
 
 
 def verdict_generate_uncorrelated_features(results: dict, context: Context) -> None:
     n_cfg = CFG["n_features"] - 2 * (CFG["n_correlated_pairs"] + CFG["n_anticorrelated_pairs"])
     batch = read_shapes(results, "generate_uncorrelated_features", N_UNCORRELATED, N_UNCORRELATED_SMALL, 1, n_cfg)
-    check_probability_unchanged(results, UNCORRELATED_P)
+    check_probability_unchanged(results, UNCORRELATED_ROWS)
     tests = Tests(UNCORRELATED_BUDGET)
-    p = probabilities(UNCORRELATED_P)
+    p = probabilities(UNCORRELATED_ROWS)
     present = batch > 0
     rate = p.expand(-1, N_UNCORRELATED)
     counts = present.sum(0)
     if bad := tests.binomial_outliers(counts, BATCH_SIZE, rate):
         hint = name_frequency_mistake(
             counts,
-            [(HINT_ONE_MINUS_P, 1 - rate), (HINT_FIRST_INSTANCE, rate[:1].expand_as(rate))],
+            [
+                (HINT_ONE_MINUS_P, 1 - rate),
+                (HINT_FIRST_INSTANCE, rate[:1].expand_as(rate)),
+                *other_columns(UNCORRELATED_ROWS, N_UNCORRELATED),
+            ],
             HINT_UNCORRELATED_FREQUENCY,
         )
         i, f = bad[0]
@@ -731,8 +818,9 @@ def verdict_generate_uncorrelated_features(results: dict, context: Context) -> N
         )
     check_batch_and_instance_independence(tests, present, rate, "feature")
     check_units_independent(tests, present, rate, HINT_FEATURES_INDEPENDENT, "features")
-    check_magnitudes(tests, batch, present, lambda i: lambda values: values <= UNCORRELATED_P[i] + 1e-6)
-    check_magnitude_pairs(tests, batch[..., :-1], batch[..., 1:], HINT_MAGNITUDES_ACROSS)
+    pairings = independent_pairings(batch, -1, HINT_MAGNITUDES_ACROSS)
+    check_magnitudes(tests, batch, present, lambda i: lambda values: values <= UNCORRELATED_P[i] + 1e-6, pairings)
+    check_magnitudes_independent(tests, pairings)
 
 
 def unc_reused_uniform(self, batch_size, n_uncorrelated):
@@ -801,6 +889,26 @@ def unc_half_batch_repeated(self, batch_size, n_uncorrelated):
     return t.cat([x, x])[:batch_size]
 
 
+def unc_probability_per_feature(self, batch_size, n_uncorrelated):
+    # as in section 1.1's generate_batch, but this section's features all use the instance's first column
+    p = self.feature_probability[:, :n_uncorrelated]
+    shape = (batch_size, p.shape[0], n_uncorrelated)
+    return t.where(t.rand(shape) <= p, t.rand(shape), 0.0)
+
+
+def unc_probability_of_last_features(self, batch_size, n_uncorrelated):
+    # the uncorrelated features come last in generate_batch's layout, but use the first column all the same
+    p = self.feature_probability[:, -n_uncorrelated:]
+    shape = (batch_size, p.shape[0], n_uncorrelated)
+    return t.where(t.rand(shape) <= p, t.rand(shape), 0.0)
+
+
+def unc_magnitudes_shared_across_instances(self, batch_size, n_uncorrelated):
+    p = self.feature_probability[:, :1]
+    mask = t.rand((batch_size, p.shape[0], n_uncorrelated)) <= p
+    return t.where(mask, t.rand((batch_size, 1, n_uncorrelated)), 0.0)
+
+
 UNCORRELATED_MISTAKES = [
     Mistake(unc_reused_uniform, HINT_REUSED),
     Mistake(unc_one_minus_p, HINT_ONE_MINUS_P),
@@ -811,6 +919,9 @@ UNCORRELATED_MISTAKES = [
     Mistake(unc_gaussian_magnitudes, HINT_RANGE),
     Mistake(unc_first_instance_probability, HINT_FIRST_INSTANCE),
     Mistake(unc_full_probability_tensor, HINT_BROADCAST_P),
+    Mistake(unc_probability_per_feature, HINT_OTHER_COLUMN),
+    Mistake(unc_probability_of_last_features, HINT_OTHER_COLUMN),
+    Mistake(unc_magnitudes_shared_across_instances, HINT_MAGNITUDES_ACROSS_INSTANCES),
     Mistake(unc_fixed_seed, HINT_FRESH),
     Mistake(unc_half_batch_repeated, HINT_BATCH),
 ]
@@ -836,7 +947,7 @@ def unc_magnitudes_first_float64(self, batch_size, n_uncorrelated):
     return (magnitudes * mask).float()
 
 
-def exercise(method: str, title: str, minutes: str, verdict, values, n_big, n_small, mistakes, alternatives):
+def exercise(method: str, title: str, minutes: str, verdict, rows, n_big, n_small, mistakes, alternatives):
     return Exercise(
         id=f"tms.{method}",
         name="ToyModel",
@@ -846,7 +957,7 @@ def exercise(method: str, title: str, minutes: str, verdict, values, n_big, n_sm
         importance=2,
         minutes=minutes,
         reference_path=f"{MODULE}:ToyModel",
-        probe=make_probe(method, values, n_big, n_small),
+        probe=make_probe(method, rows, n_big, n_small),
         verdict=verdict,
         mistakes=mistakes,
         alternatives=alternatives,
@@ -859,7 +970,7 @@ EXERCISES = [
         "implement `generate_correlated_features`",
         "10-15",
         verdict_generate_correlated_features,
-        CORRELATED_P,
+        CORRELATED_ROWS,
         N_PAIRS,
         N_PAIRS_SMALL,
         CORRELATED_MISTAKES,
@@ -870,7 +981,7 @@ EXERCISES = [
         "implement `generate_anticorrelated_features`",
         "10-20",
         verdict_generate_anticorrelated_features,
-        ANTICORRELATED_P,
+        ANTICORRELATED_ROWS,
         N_PAIRS,
         N_PAIRS_SMALL,
         ANTICORRELATED_MISTAKES,
@@ -881,7 +992,7 @@ EXERCISES = [
         "implement `generate_uncorrelated_features`",
         "5-10",
         verdict_generate_uncorrelated_features,
-        UNCORRELATED_P,
+        UNCORRELATED_ROWS,
         N_UNCORRELATED,
         N_UNCORRELATED_SMALL,
         UNCORRELATED_MISTAKES,

@@ -12,7 +12,18 @@ from torch import Tensor
 
 from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, expect_tensor, raised
 from tests.stats import FALSE_FAILURE_RATE, dkw_radius
-from tests.tms.common import outside
+from tests.tms.common import (
+    HINT_MAGNITUDE_INDEPENDENCE,
+    HINT_MAGNITUDES_ACROSS_INSTANCES,
+    HINT_ONE_COLUMN,
+    HINT_ONE_INSTANCE,
+    disjoint_neighbours,
+    frequency_mistake,
+    independent_pairings,
+    judge_frequency,
+    judge_magnitudes_independent,
+    outside,
+)
 
 MODULE = "solutions.tms.double_descent"
 
@@ -120,6 +131,20 @@ def dataset_first_instance_probability(self, n_points):
     return points / points.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
+def dataset_first_feature_probability(self, n_points):
+    p = self.feature_probability[:, :1]
+    shape = (n_points, *self.feature_probability.shape)
+    points = t.where(t.rand(shape) < p, t.rand(shape), 0.0)
+    return points / points.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def dataset_magnitudes_shared_across_instances(self, n_points):
+    n_inst, n_features = self.feature_probability.shape
+    present = t.rand((n_points, n_inst, n_features)) < self.feature_probability
+    points = t.where(present, t.rand((n_points, 1, n_features)), 0.0)
+    return points / points.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
 def dataset_normalised_before_masking(self, n_points):
     shape = (n_points, *self.feature_probability.shape)
     magnitudes = t.rand(shape)
@@ -139,7 +164,6 @@ HINT_CACHED = "Every call must draw a new dataset of `n_points` points; don't st
 HINT_RESEEDED = "Two calls returned the same points: don't reseed the random generator inside generate_dataset (train and test sets would be identical)"
 HINT_EMPTY_KEPT = "Keep the points in which no feature is present (all zeros): the points must follow generate_batch's distribution, which makes a point empty with probability Π_f (1 − p_f)"
 HINT_MAGNITUDES = "Start from generate_batch's points (magnitudes uniform on [0, 1]), then rescale: present features must keep their random magnitudes"
-HINT_FREQUENCY = "Feature f of instance i must be present with probability `self.feature_probability[i, f]`"
 HINT_NORMALISE_AFTER = "Normalise after deciding which features are present (zero out the absent ones first), so that the point itself has length 1"
 
 DATASET_MISTAKES = [
@@ -154,7 +178,9 @@ DATASET_MISTAKES = [
     Mistake(dataset_fixed_seed, HINT_RESEEDED),
     Mistake(dataset_without_empty_points, HINT_EMPTY_KEPT),
     Mistake(dataset_binary_features, HINT_MAGNITUDES),
-    Mistake(dataset_first_instance_probability, HINT_FREQUENCY),
+    Mistake(dataset_first_instance_probability, HINT_ONE_INSTANCE),
+    Mistake(dataset_first_feature_probability, HINT_ONE_COLUMN),
+    Mistake(dataset_magnitudes_shared_across_instances, HINT_MAGNITUDES_ACROSS_INSTANCES),
     Mistake(dataset_normalised_before_masking, HINT_NORMALISE_AFTER),
 ]
 
@@ -209,23 +235,27 @@ def verdict_generate_dataset(results: dict, context: Context) -> None:
     diagnose_norms(points)
 
     present = points > 0
+    # Magnitudes independent across points, instances and features, through a statistic that normalising cannot
+    # change (it divides a whole row by one positive number): the order of the two values of the disjoint feature
+    # pairs (2j, 2j + 1), ±1 where both are present, which is ±1 with probability 1/2 each, independently of the
+    # presence pattern, of other pairs, instances and points.
+    first, second = disjoint_neighbours(points, -1)
+    order = t.where((first > 0) & (second > 0), t.sign(first - second), 0.0)
+    pairings = independent_pairings(order, -1, HINT_MAGNITUDE_INDEPENDENCE)
     n_pairs = n_inst * (n_features - 1) + (n_inst - 1) * n_features
-    alpha = FALSE_FAILURE_RATE / (n_inst * n_features + 2 * n_inst * n_features + n_pairs + 2 * n_inst)
+    n_tests = n_inst * n_features + 2 * n_inst * n_features + n_pairs + 2 * n_inst + len(pairings)
+    alpha = FALSE_FAILURE_RATE / n_tests
     empty = (~present).all(-1).sum(0)
     p_empty = (1 - p).prod(-1)
     if bad := outside(empty.unsqueeze(-1), N_POINTS, p_empty.unsqueeze(-1), alpha):
+        if (known := frequency_mistake(present, p)) is not None:  # the wrong probabilities make empty points wrong too
+            raise CheckFailed(f"{known}.")
         i = bad[0][0]
         raise CheckFailed(
             f"{HINT_EMPTY_KEPT}. In instance {i}, {int(empty[i])} of {N_POINTS} points are empty; "
             f"expected about {float(p_empty[i]) * N_POINTS:.0f}."
         )
-    counts = present.sum(0)
-    if bad := outside(counts, N_POINTS, p, alpha):
-        i, f = bad[0]
-        raise CheckFailed(
-            f"{HINT_FREQUENCY}: instance {i}, feature {f} has probability {float(p[i, f]):.2f} but was present "
-            f"in {float(counts[i, f]) / N_POINTS:.3f} of {N_POINTS} points."
-        )
+    judge_frequency(present, p, alpha)
     half = N_POINTS // 2
     halves = (present[:half] & present[half:]).sum(0)
     if bad := outside(halves, half, p * p, alpha):
@@ -256,6 +286,7 @@ def verdict_generate_dataset(results: dict, context: Context) -> None:
                 f"{HINT_MAGNITUDES}. In instance {i}, the ratio between the two values of a point with two features "
                 f"should be uniform on [0, 1] (KS distance {ks_distance:.3f})."
             )
+    judge_magnitudes_independent(pairings, centre=0.0, width=2.0, alpha=alpha)  # products of orders ∈ [−1, 1]
 
 
 # ---------------------------------------------------------------------------------------- warmup_cosine_lr

@@ -13,18 +13,21 @@ from tests.harness import CheckFailed, Context, Exercise, Mistake
 from tests.stats import FALSE_FAILURE_RATE, binomial_range, hoeffding_radius
 from tests.tms.common import (
     HINT_FRESH_CALLS,
+    HINT_MAGNITUDE_INDEPENDENCE,
     ForwardCheck,
     ForwardFamily,
     ShapeCase,
     expect_batches,
     forward_mistakes,
+    independent_pairings,
     judge_forward_check,
     judge_frequency,
     judge_independence,
     judge_loss,
-    judge_magnitude_independence,
+    judge_magnitudes_independent,
     judge_uniform,
     loss_mistakes,
+    naming_shared_magnitudes,
     probe_batches,
     probe_forward_check,
     probe_loss,
@@ -258,7 +261,8 @@ def verdict_generate_batch(results: dict, context: Context) -> None:
 
     n_cells = n_inst * n_features
     n_pairs = n_inst * (n_features - 1) + (n_inst - 1) * n_features
-    alpha = FALSE_FAILURE_RATE / (3 * n_cells + n_pairs + 4 * n_inst + 1)
+    pairings = independent_pairings(batch, -1, HINT_MAGNITUDE_INDEPENDENCE)
+    alpha = FALSE_FAILURE_RATE / (3 * n_cells + n_pairs + 4 * n_inst + len(pairings))
     judge_frequency(present, p, alpha)
     # Reusing the presence draw u < p as the magnitude 2u - 1 leaves (2p - 1, 1] empty in every cell. A correct
     # sampler puts a fraction 1 - p of the present values there: with ≥ 500 present values per cell and 1 - p ≥ 0.2,
@@ -268,23 +272,24 @@ def verdict_generate_batch(results: dict, context: Context) -> None:
         raise CheckFailed(HINT_REUSED + ".")
 
     judge_independence(present, p, alpha)
-    for i in range(n_inst):
-        values = batch[:, i][present[:, i]]
-        n = values.numel()
-        mean, second_moment = values.mean(), (values**2).mean()
-        positive = float((values > 0).float().mean())
-        lo, hi = binomial_range(n, 0.5, alpha)
-        if (
-            abs(mean) > hoeffding_radius(n, 2.0, alpha)
-            or abs(second_moment - 1 / 3) > hoeffding_radius(n, 1.0, alpha)
-            or not lo <= positive <= hi
-        ):
-            raise CheckFailed(
-                f"{HINT_MAGNITUDE}. In instance {i} yours have mean {mean:.3f}, mean square {second_moment:.4f} "
-                f"(expected 1/3) and {positive:.1%} positive."
-            )
-        judge_uniform(values, -1.0, 1.0, alpha, HINT_MAGNITUDE, i)
-    judge_magnitude_independence(batch, present, centre=0.0, width=2.0, alpha=alpha)  # m₁ m₂ ∈ [−1, 1]
+    with naming_shared_magnitudes(pairings):
+        for i in range(n_inst):
+            values = batch[:, i][present[:, i]]
+            n = values.numel()
+            mean, second_moment = values.mean(), (values**2).mean()
+            positive = float((values > 0).float().mean())
+            lo, hi = binomial_range(n, 0.5, alpha)
+            if (
+                abs(mean) > hoeffding_radius(n, 2.0, alpha)
+                or abs(second_moment - 1 / 3) > hoeffding_radius(n, 1.0, alpha)
+                or not lo <= positive <= hi
+            ):
+                raise CheckFailed(
+                    f"{HINT_MAGNITUDE}. In instance {i} yours have mean {mean:.3f}, mean square {second_moment:.4f} "
+                    f"(expected 1/3) and {positive:.1%} positive."
+                )
+            judge_uniform(values, -1.0, 1.0, alpha, HINT_MAGNITUDE, i)
+    judge_magnitudes_independent(pairings, centre=0.0, width=2.0, alpha=alpha)  # m₁ m₂ ∈ [−1, 1]
 
 
 # ------------------------------------------------------------------------ NeuronComputationModel.calculate_loss

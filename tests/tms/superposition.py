@@ -12,8 +12,8 @@ from torch import Tensor
 from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, raised
 from tests.stats import FALSE_FAILURE_RATE, hoeffding_radius
 from tests.tms.common import (
-    HINT_FREQUENCY,
     HINT_FRESH_CALLS,
+    HINT_MAGNITUDE_INDEPENDENCE,
     HINT_SQUEEZE,
     ForwardCheck,
     ForwardFamily,
@@ -21,14 +21,16 @@ from tests.tms.common import (
     expect_close_to_reference,
     expect_shaped,
     forward_mistakes,
+    independent_pairings,
     judge_forward_check,
     judge_frequency,
     judge_independence,
     judge_loss,
-    judge_magnitude_independence,
+    judge_magnitudes_independent,
     judge_size_one,
     judge_uniform,
     loss_mistakes,
+    naming_shared_magnitudes,
     planted_instance,
     probe_batches,
     probe_forward_check,
@@ -103,18 +105,12 @@ def generate_batch_constant_magnitude(self, batch_size):
     return (t.rand(shape) <= self.feature_probability).float()
 
 
-def generate_batch_first_feature_probability(self, batch_size):
-    shape = (batch_size, *self.feature_probability.shape)
-    return t.where(t.rand(shape) <= self.feature_probability[:, :1], t.rand(shape), 0.0)
-
-
 HINT_MAGNITUDE = "Present features need magnitudes uniform on [0, 1] (mean 1/2, variance 1/12), drawn independently of whether they are present"
 
 GENERATE_BATCH_MISTAKES = [
     Mistake(generate_batch_reused_uniform, HINT_MAGNITUDE),
     Mistake(generate_batch_gaussian_magnitudes, HINT_MAGNITUDE),
     Mistake(generate_batch_constant_magnitude, HINT_MAGNITUDE),
-    Mistake(generate_batch_first_feature_probability, HINT_FREQUENCY),
     *sampler_mistakes(magnitudes=t.rand),
 ]
 
@@ -133,17 +129,22 @@ def verdict_generate_batch(results: dict, context: Context) -> None:
     present = batch > 0
     n_cells = n_inst * n_features
     n_pairs = n_inst * (n_features - 1) + (n_inst - 1) * n_features
-    alpha = FALSE_FAILURE_RATE / (3 * n_cells + n_pairs + 3 * n_inst + 1)
+    pairings = independent_pairings(batch, -1, HINT_MAGNITUDE_INDEPENDENCE)
+    alpha = FALSE_FAILURE_RATE / (3 * n_cells + n_pairs + 3 * n_inst + len(pairings))
     judge_frequency(present, p, alpha)
     judge_independence(present, p, alpha)
-    for i in range(n_inst):
-        values = batch[:, i][present[:, i]]
-        n = values.numel()
-        mean, var = values.mean(), ((values - 0.5) ** 2).mean()
-        if abs(mean - 0.5) > hoeffding_radius(n, 1.0, alpha) or abs(var - 1 / 12) > hoeffding_radius(n, 0.25, alpha):
-            raise CheckFailed(f"{HINT_MAGNITUDE}. In instance {i} yours have mean {mean:.3f} and variance {var:.4f}.")
-        judge_uniform(values, 0.0, 1.0, alpha, HINT_MAGNITUDE, i)
-    judge_magnitude_independence(batch, present, centre=0.5, width=0.5, alpha=alpha)  # (m₁ − ½)(m₂ − ½) ∈ [−¼, ¼]
+    with naming_shared_magnitudes(pairings):
+        for i in range(n_inst):
+            values = batch[:, i][present[:, i]]
+            n = values.numel()
+            mean, var = values.mean(), ((values - 0.5) ** 2).mean()
+            off_mean = abs(mean - 0.5) > hoeffding_radius(n, 1.0, alpha)
+            if off_mean or abs(var - 1 / 12) > hoeffding_radius(n, 0.25, alpha):
+                raise CheckFailed(
+                    f"{HINT_MAGNITUDE}. In instance {i} yours have mean {mean:.3f} and variance {var:.4f}."
+                )
+            judge_uniform(values, 0.0, 1.0, alpha, HINT_MAGNITUDE, i)
+    judge_magnitudes_independent(pairings, centre=0.5, width=0.5, alpha=alpha)  # (m₁ − ½)(m₂ − ½) ∈ [−¼, ¼]
 
 
 # ------------------------------------------------------------------------------------ calculate_loss
