@@ -103,11 +103,7 @@ def solutions_unimportable(monkeypatch):
 def probes():
     from tests import EXERCISES
 
-    known = {"tms.double_descent.generate_dataset": "its probe still imports ToyModelConfig (fix under way)"}
-    return [
-        pytest.param(e, id=e.id, marks=[pytest.mark.xfail(reason=known[e.id], strict=True)] if e.id in known else [])
-        for e in EXERCISES.values()
-    ]
+    return [pytest.param(e, id=e.id) for e in EXERCISES.values()]
 
 
 @pytest.mark.parametrize("exercise", probes())

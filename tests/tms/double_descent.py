@@ -23,6 +23,7 @@ from tests.tms.common import (
     judge_frequency,
     judge_magnitudes_independent,
     outside,
+    toy_model_config,
 )
 
 MODULE = "solutions.tms.double_descent"
@@ -41,11 +42,9 @@ def dataset_probabilities() -> Tensor:
 
 
 def probe_generate_dataset(DoubleDescentModel: type, context: Context) -> dict:
-    from solutions.tms.superposition import ToyModelConfig
-
     try:
         model = DoubleDescentModel(
-            ToyModelConfig(**DATASET_CFG),
+            toy_model_config(**DATASET_CFG),
             feature_probability=dataset_probabilities().to(context.device),
             device=context.device,
         )
