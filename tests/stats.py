@@ -3,11 +3,16 @@
 Every bound here is a finite-sample inequality (Chernoff's for binomial counts, Hoeffding's for bounded means,
 Dvoretzky–Kiefer–Wolfowitz–Massart's for a whole CDF), not a normal approximation. A check that runs k tests,
 each at level `alpha / k`, therefore fails a correct implementation with probability at most `alpha` on any
-seed (union bound). We use alpha = 1e-6 per check call.
+seed (union bound). We use alpha = 1e-6 per check call: a verdict's `Budget` holds its number of tests k and hands
+out each test at level alpha / k.
 """
 
 import functools
+import itertools
 import math
+
+import torch as t
+from torch import Tensor
 
 FALSE_FAILURE_RATE = 1e-6
 
@@ -52,3 +57,63 @@ def hoeffding_radius(n: int, value_range: float, alpha: float) -> float:
 def dkw_radius(n: int, alpha: float) -> float:
     """sup |F_n − F| ≤ radius with probability ≥ 1 - alpha for an empirical CDF of n samples (Massart's constant)."""
     return math.sqrt(math.log(2 / alpha) / (2 * n))
+
+
+def outside(counts: Tensor, n: int, probs: Tensor, alpha: float) -> list[tuple[int, ...]]:
+    """Indices whose count is outside its Chernoff range (rounded probabilities make the ranges cacheable)."""
+    bad = []
+    for index in itertools.product(*map(range, probs.shape)):
+        lo, hi = binomial_range(n, round(float(probs[index]), 12), alpha)
+        if not lo <= float(counts[index]) / n <= hi:
+            bad.append(index)
+    return bad
+
+
+def uniform_ks_distance(values: Tensor, low: float, high: float, bins: int = 10_000) -> Tensor:
+    """Kolmogorov–Smirnov distance of `values` to U[low, high] at `bins` grid points: never more than the exact
+    statistic, so the DKW bound still caps the false-failure rate, and far cheaper than sorting."""
+    cdf = t.histc(values, bins=bins, min=low, max=high).cumsum(0) / values.numel()
+    return (cdf - t.linspace(1 / bins, 1, bins)).abs().max()
+
+
+class Budget:
+    """The statistical tests one verdict may run, each at level FALSE_FAILURE_RATE / tests, so that together (a union
+    bound) they fail a correct implementation with probability at most FALSE_FAILURE_RATE on any seed.
+
+    Every test is taken from the budget as it runs; a verdict that runs more than its budget has miscounted, which is
+    a bug in the check, never the learner's fault, so it raises RuntimeError. Naming a mistake once a test has failed
+    is not a test, and takes nothing from the budget.
+    """
+
+    def __init__(self, tests: int):
+        self.tests = tests
+        self.spent = 0
+        self.alpha = FALSE_FAILURE_RATE / tests
+
+    def spend(self, n: int = 1) -> float:
+        """Take `n` tests from the budget, and return the level each of them runs at."""
+        self.spent += n
+        if self.spent > self.tests:
+            raise RuntimeError(f"this verdict ran more than the {self.tests} tests its false-failure rate allows")
+        return self.alpha
+
+    def binomial_range(self, n: int, p: float) -> tuple[float, float]:
+        """One test: the range of the frequency of a Binomial(n, p) count."""
+        return binomial_range(n, p, self.spend())
+
+    def binomial_outliers(self, counts: Tensor, n: int, rates: Tensor) -> list[tuple[int, ...]]:
+        """One test per rate: the indices whose frequency counts / n lies outside the Chernoff range of its rate."""
+        return outside(counts, n, rates, self.spend(rates.numel()))
+
+    def hoeffding_radius(self, n: int, value_range: float) -> float:
+        """One test: the radius of the mean of n independent values in a range of that width."""
+        return hoeffding_radius(n, value_range, self.spend())
+
+    def mean_is_off(self, values: Tensor, expected: float, value_range: float) -> bool:
+        """One test: whether the mean of `values`, each in a range of that width, is too far from `expected`."""
+        return abs(float(values.mean()) - expected) > self.hoeffding_radius(values.numel(), value_range)
+
+    def not_uniform(self, values: Tensor, low: float, high: float, bins: int = 10_000) -> float | None:
+        """One test: the Kolmogorov–Smirnov distance of `values` to U[low, high] if it is too large, else None."""
+        distance = float(uniform_ks_distance(values, low, high, bins))
+        return distance if distance > dkw_radius(values.numel(), self.spend()) else None

@@ -6,7 +6,6 @@ import `solutions`: the judge helpers take the reference model (or the expected 
 """
 
 import contextlib
-import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -18,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tests.harness import CheckFailed, Context, Mistake, attempt, expect_close, expect_tensor, mistake_outputs, raised
-from tests.stats import binomial_range, dkw_radius, hoeffding_radius
+from tests.stats import dkw_radius, hoeffding_radius, outside, uniform_ks_distance
 
 # ---------------------------------------------------------------------------------------------- models
 
@@ -556,16 +555,6 @@ def sampler_mistakes(magnitudes: Callable[[tuple[int, ...]], Tensor]) -> list[Mi
     ]
 
 
-def outside(counts: Tensor, n: int, probs: Tensor, alpha: float) -> list[tuple[int, ...]]:
-    """Indices whose count is outside its Chernoff range (rounded probabilities make the ranges cacheable)."""
-    bad = []
-    for index in itertools.product(*map(range, probs.shape)):
-        lo, hi = binomial_range(n, round(float(probs[index]), 12), alpha)
-        if not lo <= float(counts[index]) / n <= hi:
-            bad.append(index)
-    return bad
-
-
 DIAGNOSIS_ALPHA = 1e-6  # when naming a mistake, how plausible the data must be under it
 
 
@@ -621,13 +610,6 @@ def judge_independence(present: Tensor, p: Tensor, alpha: float) -> None:
                 f"{hint}. Two entries (pair {index}) were present together in {float(together[index]) / n:.4f} "
                 f"of samples; independent draws would give {float(expected[index]):.4f}."
             )
-
-
-def uniform_ks_distance(values: Tensor, low: float, high: float) -> Tensor:
-    """Kolmogorov–Smirnov distance of `values` to U[low, high] at 10,000 grid points: never more than the exact
-    statistic, so the DKW bound still caps the false-failure rate, and far cheaper than sorting."""
-    cdf = t.histc(values, bins=10_000, min=low, max=high).cumsum(0) / values.numel()
-    return (cdf - t.linspace(1e-4, 1, 10_000)).abs().max()
 
 
 def judge_uniform(values: Tensor, low: float, high: float, alpha: float, hint: str, instance: int) -> None:

@@ -15,16 +15,14 @@ import torch as t
 from torch import Tensor
 
 from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, expect_tensor, raised
-from tests.stats import FALSE_FAILURE_RATE, binomial_range, dkw_radius, hoeffding_radius
+from tests.stats import FALSE_FAILURE_RATE, Budget, binomial_range
 from tests.tms.common import (
     HINT_MAGNITUDES_ACROSS_INSTANCES,
     build,
     first_explaining,
     independent_pairings,
     judge_magnitudes_independent,
-    outside,
     shared_magnitudes_hint,
-    uniform_ks_distance,
 )
 
 MODULE = "solutions.tms.correlated"
@@ -175,35 +173,6 @@ HINT_UNCORRELATED_FREQUENCY = "Each feature must be present with its instance's 
 # ----------------------------------------------------------------------------------------- statistics
 
 
-class Tests:
-    """The acceptance tests of one verdict, each at level FALSE_FAILURE_RATE / budget (a union bound)."""
-
-    def __init__(self, budget: int):
-        self.budget = budget
-        self.used = 0
-        self.alpha = FALSE_FAILURE_RATE / budget
-
-    def spend(self, n: int) -> None:
-        self.used += n
-        if self.used > self.budget:  # a bug in the check itself, never the learner's fault
-            raise RuntimeError(f"this verdict ran more than the {self.budget} tests its false-failure rate allows")
-
-    def binomial_outliers(self, counts: Tensor, n: int, rates: Tensor) -> list[tuple[int, ...]]:
-        """Indices whose frequency counts / n lies outside the Chernoff range of its rate."""
-        self.spend(rates.numel())
-        return outside(counts, n, rates, self.alpha)
-
-    def mean_is_off(self, values: Tensor, expected: float, value_range: float) -> bool:
-        self.spend(1)
-        return abs(float(values.mean()) - expected) > hoeffding_radius(values.numel(), value_range, self.alpha)
-
-    def not_uniform(self, values: Tensor) -> float | None:
-        """The Kolmogorov–Smirnov distance of `values` to U[0, 1] if it is too large, else None."""
-        self.spend(1)
-        distance = float(uniform_ks_distance(values, 0.0, 1.0))
-        return distance if distance > dkw_radius(values.numel(), self.alpha) else None
-
-
 def max_zero_magnitude_mismatches(n: int, alpha: float) -> float:
     """How many half-present pairs a correct generator can show: a present member with magnitude exactly 0."""
     return n * binomial_range(n, 2 * ZERO_MAGNITUDE_RATE, alpha)[1]
@@ -282,23 +251,23 @@ def check_probability_unchanged(results: dict, rows: tuple[tuple[float, ...], ..
 # ------------------------------------------------------------------------------- shared distribution tests
 
 
-def check_batch_and_instance_independence(tests: Tests, on: Tensor, rate: Tensor, hint_units: str) -> None:
+def check_batch_and_instance_independence(budget: Budget, on: Tensor, rate: Tensor, hint_units: str) -> None:
     """`on` [batch inst unit]: events with probability `rate` [inst unit]; rows and instances must be independent."""
     half = BATCH_SIZE // 2
     halves = (on[:half] & on[half : 2 * half]).sum(0)
     neighbours = (on[0::2][:half] & on[1::2][:half]).sum(0)
     for name, together in [("the two halves of the batch", halves), ("neighbouring rows", neighbours)]:
-        if bad := tests.binomial_outliers(together, half, rate * rate):
+        if bad := budget.binomial_outliers(together, half, rate * rate):
             raise CheckFailed(f"{HINT_BATCH} (instance {bad[0][0]}, {hint_units} {bad[0][1]}, comparing {name}).")
 
 
-def check_units_independent(tests: Tests, on: Tensor, rate: Tensor, hint: str, units: str) -> None:
+def check_units_independent(budget: Budget, on: Tensor, rate: Tensor, hint: str, units: str) -> None:
     """Neighbouring units (pairs or features) of one instance, and the same unit in neighbouring instances."""
     for message, together, expected in [
         (hint, (on[:, :, :-1] & on[:, :, 1:]).sum(0), rate[:, :-1] * rate[:, 1:]),
         (HINT_INSTANCES, (on[:, :-1] & on[:, 1:]).sum(0), rate[:-1] * rate[1:]),
     ]:
-        if bad := tests.binomial_outliers(together, BATCH_SIZE, expected):
+        if bad := budget.binomial_outliers(together, BATCH_SIZE, expected):
             index = bad[0]
             raise CheckFailed(
                 f"{message}. Two {units} (at {index}) were present together in "
@@ -308,7 +277,7 @@ def check_units_independent(tests: Tests, on: Tensor, rate: Tensor, hint: str, u
 
 
 def check_magnitudes(
-    tests: Tests,
+    budget: Budget,
     batch: Tensor,
     present: Tensor,
     presence_range: Callable[[int], Callable],
@@ -325,8 +294,8 @@ def check_magnitudes(
         if values.numel() == 0:
             continue
         mean, var = float(values.mean()), float(((values - 0.5) ** 2).mean())
-        off = tests.mean_is_off(values, 0.5, 1.0) or tests.mean_is_off((values - 0.5) ** 2, 1 / 12, 0.25)
-        distance = None if off else tests.not_uniform(values)
+        off = budget.mean_is_off(values, 0.5, 1.0) or budget.mean_is_off((values - 0.5) ** 2, 1 / 12, 0.25)
+        distance = None if off else budget.not_uniform(values, 0.0, 1.0)
         if not off and distance is None:
             continue
         if (values == 1).all():
@@ -340,9 +309,9 @@ def check_magnitudes(
         raise CheckFailed(f"{HINT_MAGNITUDE}. In instance {i} they are not uniform (KS distance {distance:.3f}).")
 
 
-def check_magnitudes_independent(tests: Tests, pairings: list[tuple[str, Tensor, Tensor]]) -> None:
-    tests.spend(len(pairings))
-    judge_magnitudes_independent(pairings, centre=0.5, width=0.5, alpha=tests.alpha)  # (m₁ − ½)(m₂ − ½) ∈ [−¼, ¼]
+def check_magnitudes_independent(budget: Budget, pairings: list[tuple[str, Tensor, Tensor]]) -> None:
+    alpha = budget.spend(len(pairings))
+    judge_magnitudes_independent(pairings, centre=0.5, width=0.5, alpha=alpha)  # (m₁ − ½)(m₂ − ½) ∈ [−¼, ¼]
 
 
 def name_frequency_mistake(counts: Tensor, candidates: list[tuple[str, Tensor]], fallback: str) -> str:
@@ -361,15 +330,14 @@ def verdict_generate_correlated_features(results: dict, context: Context) -> Non
         results, "generate_correlated_features", N_PAIRS, N_PAIRS_SMALL, 2, 2 * CFG["n_correlated_pairs"]
     )
     check_probability_unchanged(results, CORRELATED_ROWS)
-    tests = Tests(CORRELATED_BUDGET)
+    budget = Budget(CORRELATED_BUDGET)
     p = probabilities(CORRELATED_ROWS)  # [inst 1]
     present = batch > 0
     pairs = einops.rearrange(present, "batch inst (pair member) -> batch inst pair member", member=2)
 
     # Exactly: both members or neither (up to present members whose magnitude is exactly 0.0).
     n_units = pairs[..., 0].numel()
-    tests.spend(1)
-    limit = max_zero_magnitude_mismatches(n_units, tests.alpha)
+    limit = max_zero_magnitude_mismatches(n_units, budget.spend())
     half_present = int((pairs[..., 0] != pairs[..., 1]).sum())
     if half_present > limit:
         blocks = einops.rearrange(present, "batch inst (member pair) -> batch inst pair member", member=2)
@@ -381,7 +349,7 @@ def verdict_generate_correlated_features(results: dict, context: Context) -> Non
     on = pairs.any(-1)  # [batch inst pair]
     rate = p.expand(-1, N_PAIRS)
     counts = on.sum(0)
-    if bad := tests.binomial_outliers(counts, BATCH_SIZE, rate):
+    if bad := budget.binomial_outliers(counts, BATCH_SIZE, rate):
         hint = name_frequency_mistake(
             counts,
             [
@@ -397,15 +365,15 @@ def verdict_generate_correlated_features(results: dict, context: Context) -> Non
             f"{hint}. In instance {i} (p = {float(p[i]):.2f}), pair {k} was present in "
             f"{float(counts[i, k]) / BATCH_SIZE:.3f} of {BATCH_SIZE} samples."
         )
-    check_batch_and_instance_independence(tests, on, rate, "pair")
-    check_units_independent(tests, on, rate, HINT_PAIRS_INDEPENDENT, "pairs")
+    check_batch_and_instance_independence(budget, on, rate, "pair")
+    check_units_independent(budget, on, rate, HINT_PAIRS_INDEPENDENT, "pairs")
     members = einops.rearrange(batch, "batch inst (pair member) -> batch inst pair member", member=2)
     pairings = [
         (HINT_SHARED_MAGNITUDE, members[..., 0], members[..., 1]),
         *independent_pairings(members, 2, HINT_MAGNITUDES_ACROSS),
     ]
-    check_magnitudes(tests, batch, present, lambda i: lambda values: values <= CORRELATED_P[i] + 1e-6, pairings)
-    check_magnitudes_independent(tests, pairings)
+    check_magnitudes(budget, batch, present, lambda i: lambda values: values <= CORRELATED_P[i] + 1e-6, pairings)
+    check_magnitudes_independent(budget, pairings)
 
 
 def corr_independent_members(self, batch_size, n_correlated_pairs):
@@ -566,7 +534,7 @@ def verdict_generate_anticorrelated_features(results: dict, context: Context) ->
         results, "generate_anticorrelated_features", N_PAIRS, N_PAIRS_SMALL, 2, 2 * CFG["n_anticorrelated_pairs"]
     )
     check_probability_unchanged(results, ANTICORRELATED_ROWS)
-    tests = Tests(ANTICORRELATED_BUDGET)
+    budget = Budget(ANTICORRELATED_BUDGET)
     p = probabilities(ANTICORRELATED_ROWS)
     present = batch > 0
     pairs = einops.rearrange(present, "batch inst (pair member) -> batch inst pair member", member=2)
@@ -587,7 +555,7 @@ def verdict_generate_anticorrelated_features(results: dict, context: Context) ->
 
     rate = p[:, :, None].expand(-1, N_PAIRS, 2)  # [inst pair member]
     counts = pairs.sum(0)
-    if bad := tests.binomial_outliers(counts, BATCH_SIZE, rate):
+    if bad := budget.binomial_outliers(counts, BATCH_SIZE, rate):
         one_always = t.stack([rate[..., 0], 1 - rate[..., 1]], dim=-1)
         zeroing = t.stack([rate[..., 0], rate[..., 1] * (1 - rate[..., 1])], dim=-1)
         hint = name_frequency_mistake(
@@ -609,13 +577,13 @@ def verdict_generate_anticorrelated_features(results: dict, context: Context) ->
         )
     on = pairs.any(-1)  # one member of the pair is present: probability 2p
     pair_rate = 2 * p.expand(-1, N_PAIRS)
-    check_batch_and_instance_independence(tests, on, pair_rate, "pair")
-    check_units_independent(tests, on, pair_rate, HINT_PAIRS_INDEPENDENT, "pairs")
+    check_batch_and_instance_independence(budget, on, pair_rate, "pair")
+    check_units_independent(budget, on, pair_rate, HINT_PAIRS_INDEPENDENT, "pairs")
     low = lambda i: lambda values: (values <= ANTICORRELATED_P[i] + 1e-6) | (values >= 1 - ANTICORRELATED_P[i] - 1e-6)
     members = einops.rearrange(batch, "batch inst (pair member) -> batch inst pair member", member=2)
     pairings = independent_pairings(members, 2, HINT_MAGNITUDES_ACROSS)  # members are never both present
-    check_magnitudes(tests, batch, present, low, pairings)
-    check_magnitudes_independent(tests, pairings)
+    check_magnitudes(budget, batch, present, low, pairings)
+    check_magnitudes_independent(budget, pairings)
 
 
 def anti_stack(first: Tensor, second: Tensor) -> Tensor:
@@ -796,12 +764,12 @@ def verdict_generate_uncorrelated_features(results: dict, context: Context) -> N
     n_cfg = CFG["n_features"] - 2 * (CFG["n_correlated_pairs"] + CFG["n_anticorrelated_pairs"])
     batch = read_shapes(results, "generate_uncorrelated_features", N_UNCORRELATED, N_UNCORRELATED_SMALL, 1, n_cfg)
     check_probability_unchanged(results, UNCORRELATED_ROWS)
-    tests = Tests(UNCORRELATED_BUDGET)
+    budget = Budget(UNCORRELATED_BUDGET)
     p = probabilities(UNCORRELATED_ROWS)
     present = batch > 0
     rate = p.expand(-1, N_UNCORRELATED)
     counts = present.sum(0)
-    if bad := tests.binomial_outliers(counts, BATCH_SIZE, rate):
+    if bad := budget.binomial_outliers(counts, BATCH_SIZE, rate):
         hint = name_frequency_mistake(
             counts,
             [
@@ -816,11 +784,11 @@ def verdict_generate_uncorrelated_features(results: dict, context: Context) -> N
             f"{hint}. In instance {i} (p = {float(p[i]):.2f}), feature {f} was present in "
             f"{float(counts[i, f]) / BATCH_SIZE:.3f} of {BATCH_SIZE} samples."
         )
-    check_batch_and_instance_independence(tests, present, rate, "feature")
-    check_units_independent(tests, present, rate, HINT_FEATURES_INDEPENDENT, "features")
+    check_batch_and_instance_independence(budget, present, rate, "feature")
+    check_units_independent(budget, present, rate, HINT_FEATURES_INDEPENDENT, "features")
     pairings = independent_pairings(batch, -1, HINT_MAGNITUDES_ACROSS)
-    check_magnitudes(tests, batch, present, lambda i: lambda values: values <= UNCORRELATED_P[i] + 1e-6, pairings)
-    check_magnitudes_independent(tests, pairings)
+    check_magnitudes(budget, batch, present, lambda i: lambda values: values <= UNCORRELATED_P[i] + 1e-6, pairings)
+    check_magnitudes_independent(budget, pairings)
 
 
 def unc_reused_uniform(self, batch_size, n_uncorrelated):
