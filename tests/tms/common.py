@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tests.harness import CheckFailed, Context, Mistake, attempt, expect_close, expect_tensor, mistake_outputs, raised
-from tests.stats import dkw_radius, hoeffding_radius, outside, uniform_ks_distance
+from tests.stats import Budget, outside
 
 # ---------------------------------------------------------------------------------------------- models
 
@@ -576,11 +576,11 @@ def frequency_mistake(present: Tensor, p: Tensor) -> str | None:
     return first_explaining(present.sum(0), present.shape[0], columns + rows)
 
 
-def judge_frequency(present: Tensor, p: Tensor, alpha: float) -> None:
+def judge_frequency(present: Tensor, p: Tensor, budget: Budget) -> None:
     """Each feature of each instance present with its own probability: one test per (inst, feat)."""
     n = present.shape[0]
     counts = present.sum(0)
-    if bad := outside(counts, n, p, alpha):
+    if bad := budget.binomial_outliers(counts, n, p):
         i, f = bad[0]
         known = frequency_mistake(present, p)
         raise CheckFailed(
@@ -589,14 +589,14 @@ def judge_frequency(present: Tensor, p: Tensor, alpha: float) -> None:
         )
 
 
-def judge_independence(present: Tensor, p: Tensor, alpha: float) -> None:
+def judge_independence(present: Tensor, p: Tensor, budget: Budget) -> None:
     """Presence independent across rows of the batch (2 tests per cell), neighbouring features and instances."""
     n = present.shape[0]
     half = n // 2
     halves = (present[:half] & present[half : 2 * half]).sum(0)
     neighbours = (present[0::2][:half] & present[1::2][:half]).sum(0)
     for name, together in [("the two halves of the batch", halves), ("neighbouring rows", neighbours)]:
-        if bad := outside(together, half, p * p, alpha):
+        if bad := budget.binomial_outliers(together, half, p * p):
             raise CheckFailed(
                 f"{HINT_BATCH_INDEPENDENCE} (instance {bad[0][0]}, feature {bad[0][1]}, comparing {name})."
             )
@@ -604,7 +604,7 @@ def judge_independence(present: Tensor, p: Tensor, alpha: float) -> None:
         (HINT_FEATURE_INDEPENDENCE, (present[:, :, :-1] & present[:, :, 1:]).sum(0), p[:, :-1] * p[:, 1:]),
         (HINT_INSTANCE_INDEPENDENCE, (present[:, :-1] & present[:, 1:]).sum(0), p[:-1] * p[1:]),
     ]:
-        if bad := outside(together, n, expected, alpha):
+        if bad := budget.binomial_outliers(together, n, expected):
             index = bad[0]
             raise CheckFailed(
                 f"{hint}. Two entries (pair {index}) were present together in {float(together[index]) / n:.4f} "
@@ -612,11 +612,10 @@ def judge_independence(present: Tensor, p: Tensor, alpha: float) -> None:
             )
 
 
-def judge_uniform(values: Tensor, low: float, high: float, alpha: float, hint: str, instance: int) -> None:
+def judge_uniform(values: Tensor, low: float, high: float, budget: Budget, hint: str, instance: int) -> None:
     """One instance's present magnitudes uniform on [low, high] (a Kolmogorov–Smirnov test)."""
-    ks_distance = uniform_ks_distance(values, low, high)
-    if ks_distance > dkw_radius(values.numel(), alpha):
-        raise CheckFailed(f"{hint}. In instance {instance} they are not uniform (KS distance {ks_distance:.3f}).")
+    if (distance := budget.not_uniform(values, low, high)) is not None:
+        raise CheckFailed(f"{hint}. In instance {instance} they are not uniform (KS distance {distance:.3f}).")
 
 
 def disjoint_neighbours(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
@@ -665,13 +664,13 @@ def naming_shared_magnitudes(pairings: list[tuple[str, Tensor, Tensor]]) -> Iter
 
 
 def judge_magnitudes_independent(
-    pairings: list[tuple[str, Tensor, Tensor]], centre: float, width: float, alpha: float
+    pairings: list[tuple[str, Tensor, Tensor]], centre: float, width: float, budget: Budget
 ) -> None:
     """Magnitudes the contract draws independently must be uncorrelated. For each pairing (hint, a, b), of entries
     paired up so that each entry is in at most one pair, where both are present (non-zero): the mean of
     (a − centre)(b − centre) is 0 up to Hoeffding's radius, each term lying in an interval of the given width. Given
-    which entries are present, a correct generator's magnitudes are independent draws, so the test holds at level
-    `alpha` whatever the presence pattern. Magnitudes shared between the two entries give a mean of their variance.
+    which entries are present, a correct generator's magnitudes are independent draws, so each test holds at
+    its level whatever the presence pattern. Magnitudes shared between the two entries give a mean of their variance.
 
     One test per pairing, in order: callers list the most specific pairing first, and run this after every test of
     presence and of the magnitudes' distribution, so that it names only mistakes that those tests let through.
@@ -681,7 +680,7 @@ def judge_magnitudes_independent(
         products = ((a - centre) * (b - centre))[both]
         if products.numel() == 0:
             continue
-        mean, radius = float(products.mean()), hoeffding_radius(products.numel(), width, alpha)
+        mean, radius = float(products.mean()), budget.hoeffding_radius(products.numel(), width)
         if abs(mean) > radius:
             term = f"(m₁ − {centre:g})(m₂ − {centre:g})" if centre else "m₁ m₂"
             raise CheckFailed(

@@ -310,8 +310,7 @@ def check_magnitudes(
 
 
 def check_magnitudes_independent(budget: Budget, pairings: list[tuple[str, Tensor, Tensor]]) -> None:
-    alpha = budget.spend(len(pairings))
-    judge_magnitudes_independent(pairings, centre=0.5, width=0.5, alpha=alpha)  # (m₁ − ½)(m₂ − ½) ∈ [−¼, ¼]
+    judge_magnitudes_independent(pairings, centre=0.5, width=0.5, budget=budget)  # (m₁ − ½)(m₂ − ½) ∈ [−¼, ¼]
 
 
 def name_frequency_mistake(counts: Tensor, candidates: list[tuple[str, Tensor]], fallback: str) -> str:

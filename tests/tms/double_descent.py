@@ -11,7 +11,7 @@ import torch as t
 from torch import Tensor
 
 from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, expect_tensor, raised
-from tests.stats import FALSE_FAILURE_RATE, dkw_radius
+from tests.stats import Budget
 from tests.tms.common import (
     HINT_MAGNITUDE_INDEPENDENCE,
     HINT_MAGNITUDES_ACROSS_INSTANCES,
@@ -22,7 +22,6 @@ from tests.tms.common import (
     independent_pairings,
     judge_frequency,
     judge_magnitudes_independent,
-    outside,
     toy_model_config,
 )
 
@@ -242,11 +241,10 @@ def verdict_generate_dataset(results: dict, context: Context) -> None:
     order = t.where((first > 0) & (second > 0), t.sign(first - second), 0.0)
     pairings = independent_pairings(order, -1, HINT_MAGNITUDE_INDEPENDENCE)
     n_pairs = n_inst * (n_features - 1) + (n_inst - 1) * n_features
-    n_tests = n_inst * n_features + 2 * n_inst * n_features + n_pairs + 2 * n_inst + len(pairings)
-    alpha = FALSE_FAILURE_RATE / n_tests
+    budget = Budget(n_inst * n_features + 2 * n_inst * n_features + n_pairs + 2 * n_inst + len(pairings))
     empty = (~present).all(-1).sum(0)
     p_empty = (1 - p).prod(-1)
-    if bad := outside(empty.unsqueeze(-1), N_POINTS, p_empty.unsqueeze(-1), alpha):
+    if bad := budget.binomial_outliers(empty.unsqueeze(-1), N_POINTS, p_empty.unsqueeze(-1)):
         if (known := frequency_mistake(present, p)) is not None:  # the wrong probabilities make empty points wrong too
             raise CheckFailed(f"{known}.")
         i = bad[0][0]
@@ -254,10 +252,10 @@ def verdict_generate_dataset(results: dict, context: Context) -> None:
             f"{HINT_EMPTY_KEPT}. In instance {i}, {int(empty[i])} of {N_POINTS} points are empty; "
             f"expected about {float(p_empty[i]) * N_POINTS:.0f}."
         )
-    judge_frequency(present, p, alpha)
+    judge_frequency(present, p, budget)
     half = N_POINTS // 2
     halves = (present[:half] & present[half:]).sum(0)
-    if bad := outside(halves, half, p * p, alpha):
+    if bad := budget.binomial_outliers(halves, half, p * p):
         raise CheckFailed(
             f"Points must be independent of each other; yours repeat (instance {bad[0][0]}, feature {bad[0][1]})."
         )
@@ -265,7 +263,7 @@ def verdict_generate_dataset(results: dict, context: Context) -> None:
         ("features", (present[:, :, :-1] & present[:, :, 1:]).sum(0), p[:, :-1] * p[:, 1:]),
         ("instances", (present[:, :-1] & present[:, 1:]).sum(0), p[:-1] * p[1:]),
     ]:
-        if bad := outside(together, N_POINTS, expected, alpha):
+        if bad := budget.binomial_outliers(together, N_POINTS, expected):
             raise CheckFailed(
                 f"Different {what} must be present independently of each other (pair {bad[0]} was present together "
                 f"in {float(together[bad[0]]) / N_POINTS:.4f} of points; independent draws give {float(expected[bad[0]]):.4f})."
@@ -276,16 +274,13 @@ def verdict_generate_dataset(results: dict, context: Context) -> None:
     for i in range(n_inst):
         pairs = points[:, i][two[:, i]]
         pairs = pairs[pairs > 0].view(-1, 2)
-        n = pairs.shape[0]
         ratios = (pairs.amin(-1) / pairs.amax(-1)).clamp(0, 1)
-        cdf = t.histc(ratios, bins=1000, min=0, max=1).cumsum(0) / n
-        ks_distance = (cdf - t.linspace(1e-3, 1, 1000)).abs().max()
-        if ks_distance > dkw_radius(n, alpha):
+        if (ks_distance := budget.not_uniform(ratios, 0.0, 1.0, bins=1000)) is not None:
             raise CheckFailed(
                 f"{HINT_MAGNITUDES}. In instance {i}, the ratio between the two values of a point with two features "
                 f"should be uniform on [0, 1] (KS distance {ks_distance:.3f})."
             )
-    judge_magnitudes_independent(pairings, centre=0.0, width=2.0, alpha=alpha)  # products of orders ∈ [−1, 1]
+    judge_magnitudes_independent(pairings, centre=0.0, width=2.0, budget=budget)  # products of orders ∈ [−1, 1]
 
 
 # ---------------------------------------------------------------------------------------- warmup_cosine_lr

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tests.harness import CheckFailed, Context, Exercise, Mistake
-from tests.stats import FALSE_FAILURE_RATE, binomial_range, hoeffding_radius
+from tests.stats import Budget
 from tests.tms.common import (
     HINT_FRESH_CALLS,
     HINT_MAGNITUDE_INDEPENDENCE,
@@ -262,8 +262,8 @@ def verdict_generate_batch(results: dict, context: Context) -> None:
     n_cells = n_inst * n_features
     n_pairs = n_inst * (n_features - 1) + (n_inst - 1) * n_features
     pairings = independent_pairings(batch, -1, HINT_MAGNITUDE_INDEPENDENCE)
-    alpha = FALSE_FAILURE_RATE / (3 * n_cells + n_pairs + 4 * n_inst + len(pairings))
-    judge_frequency(present, p, alpha)
+    budget = Budget(3 * n_cells + n_pairs + 4 * n_inst + len(pairings))
+    judge_frequency(present, p, budget)
     # Reusing the presence draw u < p as the magnitude 2u - 1 leaves (2p - 1, 1] empty in every cell. A correct
     # sampler puts a fraction 1 - p of the present values there: with ≥ 500 present values per cell and 1 - p ≥ 0.2,
     # an empty interval in all of them has probability below 0.8^500.
@@ -271,25 +271,25 @@ def verdict_generate_batch(results: dict, context: Context) -> None:
     if bool((above[p <= 0.8] == 0).all()):
         raise CheckFailed(HINT_REUSED + ".")
 
-    judge_independence(present, p, alpha)
+    judge_independence(present, p, budget)
     with naming_shared_magnitudes(pairings):
         for i in range(n_inst):
             values = batch[:, i][present[:, i]]
             n = values.numel()
             mean, second_moment = values.mean(), (values**2).mean()
             positive = float((values > 0).float().mean())
-            lo, hi = binomial_range(n, 0.5, alpha)
+            lo, hi = budget.binomial_range(n, 0.5)
             if (
-                abs(mean) > hoeffding_radius(n, 2.0, alpha)
-                or abs(second_moment - 1 / 3) > hoeffding_radius(n, 1.0, alpha)
+                abs(mean) > budget.hoeffding_radius(n, 2.0)
+                or abs(second_moment - 1 / 3) > budget.hoeffding_radius(n, 1.0)
                 or not lo <= positive <= hi
             ):
                 raise CheckFailed(
                     f"{HINT_MAGNITUDE}. In instance {i} yours have mean {mean:.3f}, mean square {second_moment:.4f} "
                     f"(expected 1/3) and {positive:.1%} positive."
                 )
-            judge_uniform(values, -1.0, 1.0, alpha, HINT_MAGNITUDE, i)
-    judge_magnitudes_independent(pairings, centre=0.0, width=2.0, alpha=alpha)  # m₁ m₂ ∈ [−1, 1]
+            judge_uniform(values, -1.0, 1.0, budget, HINT_MAGNITUDE, i)
+    judge_magnitudes_independent(pairings, centre=0.0, width=2.0, budget=budget)  # m₁ m₂ ∈ [−1, 1]
 
 
 # ------------------------------------------------------------------------ NeuronComputationModel.calculate_loss

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, raised
-from tests.stats import FALSE_FAILURE_RATE, hoeffding_radius
+from tests.stats import Budget
 from tests.tms.common import (
     HINT_FRESH_CALLS,
     HINT_MAGNITUDE_INDEPENDENCE,
@@ -130,21 +130,21 @@ def verdict_generate_batch(results: dict, context: Context) -> None:
     n_cells = n_inst * n_features
     n_pairs = n_inst * (n_features - 1) + (n_inst - 1) * n_features
     pairings = independent_pairings(batch, -1, HINT_MAGNITUDE_INDEPENDENCE)
-    alpha = FALSE_FAILURE_RATE / (3 * n_cells + n_pairs + 3 * n_inst + len(pairings))
-    judge_frequency(present, p, alpha)
-    judge_independence(present, p, alpha)
+    budget = Budget(3 * n_cells + n_pairs + 3 * n_inst + len(pairings))
+    judge_frequency(present, p, budget)
+    judge_independence(present, p, budget)
     with naming_shared_magnitudes(pairings):
         for i in range(n_inst):
             values = batch[:, i][present[:, i]]
             n = values.numel()
             mean, var = values.mean(), ((values - 0.5) ** 2).mean()
-            off_mean = abs(mean - 0.5) > hoeffding_radius(n, 1.0, alpha)
-            if off_mean or abs(var - 1 / 12) > hoeffding_radius(n, 0.25, alpha):
+            off_mean = abs(mean - 0.5) > budget.hoeffding_radius(n, 1.0)
+            if off_mean or abs(var - 1 / 12) > budget.hoeffding_radius(n, 0.25):
                 raise CheckFailed(
                     f"{HINT_MAGNITUDE}. In instance {i} yours have mean {mean:.3f} and variance {var:.4f}."
                 )
-            judge_uniform(values, 0.0, 1.0, alpha, HINT_MAGNITUDE, i)
-    judge_magnitudes_independent(pairings, centre=0.5, width=0.5, alpha=alpha)  # (m₁ − ½)(m₂ − ½) ∈ [−¼, ¼]
+            judge_uniform(values, 0.0, 1.0, budget, HINT_MAGNITUDE, i)
+    judge_magnitudes_independent(pairings, centre=0.5, width=0.5, budget=budget)  # (m₁ − ½)(m₂ − ½) ∈ [−¼, ¼]
 
 
 # ------------------------------------------------------------------------------------ calculate_loss

@@ -4,6 +4,7 @@ import pytest
 import torch as t
 
 from tests.harness import CheckFailed
+from tests.stats import Budget
 from tests.tms import correlated, double_descent
 from tests.tms.common import (
     HINT_MAGNITUDES_ACROSS_INSTANCES,
@@ -43,7 +44,7 @@ def test_the_judge_passes_independent_magnitudes_and_names_shared_ones():
     g = t.Generator().manual_seed(0)
     present = t.rand((4000, 4, 6), generator=g) < 0.5
     independent = t.rand((4000, 4, 6), generator=g) * present
-    judge_magnitudes_independent(independent_pairings(independent, -1, "features"), 0.5, 0.5, 1e-6)
+    judge_magnitudes_independent(independent_pairings(independent, -1, "features"), 0.5, 0.5, Budget(4))
     shared = t.rand((4000, 1, 6), generator=g) * present
     with pytest.raises(CheckFailed, match=HINT_MAGNITUDES_ACROSS_INSTANCES[:40]):
-        judge_magnitudes_independent(independent_pairings(shared, -1, "features"), 0.5, 0.5, 1e-6)
+        judge_magnitudes_independent(independent_pairings(shared, -1, "features"), 0.5, 0.5, Budget(4))
