@@ -14,7 +14,7 @@ from torch import Tensor
 
 from tests.harness import CheckFailed, Context, Exercise, Mistake
 from tests.sae.common import N_INST, ProbeToyModel, build_sae, sae_config, set_parameters
-from tests.stats import FALSE_FAILURE_RATE, binomial_range
+from tests.stats import Budget
 
 MODULE = "solutions.sae.resampling"
 D_IN, D_SAE, WINDOW = 4, 6, 6
@@ -160,7 +160,7 @@ def verdict_resample_simple(results: dict, context: Context) -> None:
     if not ((directions.norm(dim=-1) - 1).abs() < 1e-4).all():
         raise CheckFailed(HINT_UNIT + ".")
     n = directions.numel()
-    low, high = binomial_range(n, 0.5, FALSE_FAILURE_RATE)
+    low, high = Budget(1).binomial_range(n, 0.5)
     if not low <= float((directions < 0).float().mean()) <= high:
         raise CheckFailed(
             f"{HINT_DISTRIBUTION} ({float((directions < 0).float().mean()):.1%} of coordinates are negative)."
@@ -391,7 +391,7 @@ def verdict_resample_advanced(results: dict, context: Context) -> None:
         raise CheckFailed(f"{HINT_ZERO_LOSS}: {chosen['zero']} of {n_samples} resampled latents point at one.")
     # Squared losses: ‖h − b_dec‖⁴ / d_in², 1 for the 20 "low" inputs and 9 for the 10 "high" ones.
     expected = 10 * 9 / (20 * 1 + 10 * 9)
-    low, high = binomial_range(n_samples, expected, FALSE_FAILURE_RATE / 2)
+    low, high = Budget(2).binomial_range(n_samples, expected)  # one test; a budget of 2 keeps its level as written
     share = chosen["high"] / n_samples
     if share > 1 - 1e-9:
         raise CheckFailed(HINT_SAMPLE + " (every resampled latent points at one of the worst inputs).")
