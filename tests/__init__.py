@@ -21,6 +21,7 @@ SECTIONS = [
     "sae.toy_sae",
     "sae.measuring_recovery",
     "sae.resampling",
+    "sae.absorption",
 ]
 
 EXERCISES: dict[str, Exercise] = {
