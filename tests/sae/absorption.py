@@ -45,7 +45,7 @@ HINT_RANGE = (
     "A present feature's magnitude is uniform on [magnitude_min, 1] (`magnitude_min + (1 - magnitude_min) * "
     "t.rand(...)`), an absent one exactly 0"
 )
-HINT_DEFAULT = "With the default `magnitude_min=1.0` every present feature has magnitude exactly 1, as in SCIENCE's toy"
+HINT_DEFAULT = "With the default `magnitude_min=1.0` every present feature has magnitude exactly 1"
 HINT_CHILD_INDEPENDENT = (
     "The child appears without its parent: it is drawn independently of it. A child only occurs with its parent: "
     "child = parent & (t.rand(...) < p_child_given_parent)"
