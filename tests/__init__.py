@@ -22,6 +22,7 @@ SECTIONS = [
     "sae.measuring_recovery",
     "sae.resampling",
     "sae.variants",
+    "sae.absorption",
 ]
 
 EXERCISES: dict[str, Exercise] = {

@@ -59,12 +59,16 @@ def dkw_radius(n: int, alpha: float) -> float:
     return math.sqrt(math.log(2 / alpha) / (2 * n))
 
 
-def outside(counts: Tensor, n: int, probs: Tensor, alpha: float) -> list[tuple[int, ...]]:
-    """Indices whose count is outside its Chernoff range (rounded probabilities make the ranges cacheable)."""
+def outside(counts: Tensor, n: int | Tensor, probs: Tensor, alpha: float) -> list[tuple[int, ...]]:
+    """Indices whose count is outside its Chernoff range (rounded probabilities make the ranges cacheable). `n` is
+    the number of trials, shared or one per index (an index with no trials is never outside)."""
     bad = []
     for index in itertools.product(*map(range, probs.shape)):
-        lo, hi = binomial_range(n, round(float(probs[index]), 12), alpha)
-        if not lo <= float(counts[index]) / n <= hi:
+        trials = n if isinstance(n, int) else int(n[index])
+        if trials == 0:
+            continue
+        lo, hi = binomial_range(trials, round(float(probs[index]), 12), alpha)
+        if not lo <= float(counts[index]) / trials <= hi:
             bad.append(index)
     return bad
 
@@ -101,7 +105,7 @@ class Budget:
         """One test: the range of the frequency of a Binomial(n, p) count."""
         return binomial_range(n, p, self.spend())
 
-    def binomial_outliers(self, counts: Tensor, n: int, rates: Tensor) -> list[tuple[int, ...]]:
+    def binomial_outliers(self, counts: Tensor, n: int | Tensor, rates: Tensor) -> list[tuple[int, ...]]:
         """One test per rate: the indices whose frequency counts / n lies outside the Chernoff range of its rate."""
         return outside(counts, n, rates, self.spend(rates.numel()))
 

@@ -6,6 +6,7 @@ reaches `nn.Module`); section 2.4's `resample_simple` and `resample_advanced` ar
 """
 
 from solutions.sae import toy_sae
+from solutions.sae.absorption import absorption_rate, generate_hierarchical_batch
 from solutions.sae.measuring_recovery import feature_recovery, sae_metrics
 from solutions.sae.toy_sae import ToySAE, ToySAEConfig
 from solutions.sae.variants import (
@@ -30,7 +31,9 @@ __all__ = [
     "TopKToySAEConfig",
     "ToySAE",
     "ToySAEConfig",
+    "absorption_rate",
     "feature_recovery",
+    "generate_hierarchical_batch",
     "sae_metrics",
     "toy_sae",
 ]

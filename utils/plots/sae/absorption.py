@@ -1,0 +1,95 @@
+"""Plots for chapter 2, section 6: feature absorption.
+
+Every function builds and returns a plotly Figure; the notebook calls `.show()` on it.
+"""
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from jaxtyping import Float
+from plotly.subplots import make_subplots
+from torch import Tensor
+
+from utils.plots.tms.superposition import TEMPLATE, VALUE_SCALE, to_numpy
+
+__all__ = ["plot_absorption_by_kind", "plot_absorption_vs_sparsity", "plot_firing_by_input"]
+
+KIND_COLORS = {"untied": "#2e86c1", "tied": "#e67e22", "matryoshka": "#27ae60"}
+
+
+def plot_absorption_by_kind(
+    summary: Mapping[str, Mapping[str, float]], metrics: Mapping[str, str], title: str = ""
+) -> go.Figure:
+    """One panel per metric, one bar per kind of SAE: `summary[kind][metric]` is a number, `metrics` maps each
+    metric's key to its panel title. Ground-truth metrics and reconstruction metrics side by side."""
+    kinds = list(summary)
+    fig = make_subplots(1, len(metrics), subplot_titles=list(metrics.values()), horizontal_spacing=0.06)
+    for col, metric in enumerate(metrics, start=1):
+        values = [summary[kind][metric] for kind in kinds]
+        fig.add_trace(
+            go.Bar(
+                x=kinds, y=values, marker_color=[KIND_COLORS.get(kind, "#888") for kind in kinds], showlegend=False,
+                text=[f"{v:.3g}" for v in values], textposition="outside",
+                hovertemplate="%{x}: %{y:.4g}<extra></extra>",
+            ),
+            row=1, col=col,
+        )  # fmt: skip
+        fig.update_yaxes(range=[0, 1.15], row=1, col=col)
+    title = title or "Absorption against the usual metrics, on the kept seed of every kind"
+    fig.update_layout(template=TEMPLATE, width=230 * len(metrics) + 100, height=400, title=title)
+    return fig
+
+
+def plot_absorption_vs_sparsity(
+    sparsity_coeffs: Sequence[float],
+    rates: Float[Tensor, "setting seed"],
+    kept: Float[Tensor, " setting"] | None = None,
+    title: str = "Absorption rate against the sparsity coefficient",
+) -> go.Figure:
+    """Every seed's absorption rate at every sparsity coefficient (grey points, log-scaled x axis), and the kept
+    seed of each coefficient as a line, if given."""
+    rates_np = to_numpy(rates)
+    x = np.asarray(sparsity_coeffs, dtype=np.float64)
+    fig = go.Figure()
+    for seed in range(rates_np.shape[1]):
+        fig.add_trace(
+            go.Scatter(x=x, y=rates_np[:, seed], mode="markers", marker=dict(color="#999", size=8),
+                       name="every seed", legendgroup="seeds", showlegend=seed == 0,
+                       hovertemplate="λ = %{x:.3g}: %{y:.3f}<extra></extra>")
+        )  # fmt: skip
+    if kept is not None:
+        fig.add_trace(
+            go.Scatter(x=x, y=to_numpy(kept), mode="lines+markers", line=dict(color=KIND_COLORS["untied"]),
+                       name="kept seed (lowest loss)", hovertemplate="λ = %{x:.3g}: %{y:.3f}<extra></extra>")
+        )  # fmt: skip
+    fig.update_xaxes(type="log", title_text="sparsity coefficient")
+    fig.update_yaxes(range=[-0.05, 1.05], title_text="absorption rate")
+    fig.update_layout(template=TEMPLATE, width=650, height=400, title=title)
+    return fig
+
+
+def plot_firing_by_input(
+    firing: Mapping[str, Float[Tensor, "kinds d_sae"]],
+    input_kinds: Sequence[str],
+    latent_labels: Mapping[str, Sequence[str]] | None = None,
+) -> go.Figure:
+    """One heatmap per SAE: how often each latent (column) fires on each kind of input (row), from 0 to 1.
+
+    A parent latent that is absorbed has a hole: it fires on "parent alone" but not on "parent + child"."""
+    names = list(firing)
+    fig = make_subplots(1, len(names), subplot_titles=names, horizontal_spacing=0.08)
+    for col, name in enumerate(names, start=1):
+        z = to_numpy(firing[name])
+        labels = list((latent_labels or {}).get(name, [f"latent {k}" for k in range(z.shape[1])]))
+        fig.add_trace(
+            go.Heatmap(
+                z=z, x=labels, y=list(input_kinds), zmin=0, zmax=1, colorscale=VALUE_SCALE, showscale=col == 1,
+                text=np.round(z, 2), texttemplate="%{text}", hovertemplate="%{y}, %{x}: %{z:.3f}<extra></extra>",
+            ),
+            row=1, col=col,
+        )  # fmt: skip
+        fig.update_yaxes(autorange="reversed", showticklabels=col == 1, row=1, col=col)
+    fig.update_layout(template=TEMPLATE, width=330 * len(names) + 150, height=360,
+                      title="How often each latent fires, by what the input contains")  # fmt: skip
+    return fig
