@@ -520,6 +520,21 @@ def test_local_variables_do_not_pull_in_globals_of_the_same_name():
     assert plan.chunks == [(0, 0), (0, 3), (1, 0), (2, 0), (3, 0)]  # the training and `norms` never run
 
 
+def test_a_method_filled_in_the_arena_way_is_extracted_with_what_it_uses():
+    """ARENA writes a method as a function and assigns it to the class afterwards (`ToySAE.resample_simple = ...`):
+    the assignment binds no name, but the class is not complete without it."""
+    cells = cells_of(
+        "import torch as t\nfrom solutions.sae import toy_sae",
+        "class ToySAE(toy_sae.ToySAE):\n    pass",
+        "SCALE = 0.5\nsae = ToySAE.train_for_minutes()",
+        "def resample_simple(self, frac_active_in_window, resample_scale):\n    return SCALE",
+        "ToySAE.resample_simple = resample_simple\nsae.optimize(resample_method='simple')",
+    )
+    plan = plan_notebook(cells, {"ToySAE"})
+    assert plan.chunks == [(0, 0), (0, 1), (1, 0), (2, 0), (3, 0), (4, 0)]  # never the training
+    assert plan.members == {"ToySAE": {"resample_simple"}}
+
+
 def test_names_reused_after_the_last_exercise_do_not_change_what_is_graded():
     cells = cells_of(
         "import torch as t",

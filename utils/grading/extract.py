@@ -186,10 +186,14 @@ def plan_notebook(cells: list[tuple[int, str]], symbols: set[str]) -> Plan:
     kept = {i for i, s in enumerate(found) if eligible[i] and isinstance(s.node, IMPORTS)}
     needed = set(symbols)
     changed = True
+    # `ToySAE.resample_simple = resample_simple` (ARENA's way of filling in a method) binds no name, but completes
+    # a needed class: keep it with the definitions it uses
+    patches = [isinstance(s.node, ast.Assign) and bool(defined_members(s.node)) for s in found]
     while changed:  # grow the set of needed names until no kept statement needs anything new
         changed = False
         for i, s in enumerate(found):
-            if i not in kept and eligible[i] and definition[i] and s.binds & needed:
+            patches_needed = patches[i] and any(owner in needed for owner, _ in defined_members(s.node))
+            if i not in kept and eligible[i] and (definition[i] and s.binds & needed or patches_needed):
                 kept.add(i)
                 needed |= s.uses
                 changed = True
