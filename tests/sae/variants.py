@@ -66,7 +66,7 @@ def run_forward(sae: nn.Module, forward: Callable[[Tensor], Any], h: Tensor, par
     weighted_backward(loss)
     grads = {f"grad_{name}": getattr(getattr(sae, name, None), "grad", None) for name in parameters}
     outputs = {"acts": acts, "h_reconstructed": h_reconstructed, "loss": loss}
-    return {"terms": {k: v for k, v in loss_dict.items()}, **outputs, "h_after": h} | grads
+    return {"terms": dict(loss_dict), **outputs, "h_after": h} | grads
 
 
 AXES = {"acts": "batch inst d_sae", "h_reconstructed": "batch inst d_in"}
@@ -196,10 +196,8 @@ def mse(h: Tensor, h_reconstructed: Tensor) -> Tensor:
 
 # ------------------------------------------------------------------------------------------------ TopK
 
-K = 2  # neither the default k (1) nor aux_k (d_in // 2 = 2 here; so k = 3 below keeps the two apart)
-TOPK_K = 3
+TOPK_K = 3  # neither the default k (1) nor aux_k (d_in // 2 = 2 here), so that a k confused with either shows
 AUX_COEFF = 0.7  # not the default 1/32, so that a missing or hard-coded coefficient shows
-AUX_K = D_IN // 2
 # Dead latents: three in instance 0 (more than aux_k, so AuxK chooses), one in instance 1 (fewer: its loss is scaled
 # by n_dead / aux_k), none in instance 2 (no auxiliary loss).
 TOPK_DEAD = {0: (0, 3, 5), 1: (4,)}
