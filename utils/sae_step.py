@@ -147,7 +147,10 @@ class StandardSAEStep:
         """Set every parameter's `.grad` for the batch `h`; return which latents fired on some input of it."""
         grads, acts = self.gradients(h)
         for name, grad in grads.items():
-            getattr(self.sae, name).grad = grad
+            param = getattr(self.sae, name)
+            # in the parameter's own memory layout, as autograd leaves gradients: the fused AdamW kernel reads both
+            # as flat memory (the reference's W_enc is a transposed copy of the decoder, stored [inst d_sae d_in])
+            param.grad = grad if grad.stride() == param.stride() else t.empty_like(param).copy_(grad)
         return acts.sum(-1) > 0  # latents are ≥ 0: a sum over the batch is > 0 exactly when one of them is
 
     def agrees(
