@@ -105,7 +105,9 @@ class StandardSAEStep:
         return own, same
 
     @t.no_grad()
-    def gradients(self, h: Float[Tensor, "batch inst d_in"]) -> tuple[dict[str, Tensor], Float[Tensor, "inst d_sae batch"]]:
+    def gradients(
+        self, h: Float[Tensor, "batch inst d_in"]
+    ) -> tuple[dict[str, Tensor], Float[Tensor, "inst d_sae batch"]]:
         """(∂L/∂parameter by parameter name, the latents laid out [inst d_sae batch]).
 
         Every batch-sized tensor is laid out [inst, ·, batch]: a bias then broadcasts along contiguous memory, a sum
@@ -161,6 +163,7 @@ class StandardSAEStep:
         grads, fused_acts = self.gradients(h)
         acts = acts.detach().permute(1, 2, 0) if isinstance(acts, Tensor) and acts.dim() == 3 else None
         return close(acts, fused_acts) and all(close(own.get(name), grad) for name, grad in grads.items())
+
 
 def trainable(sae: nn.Module) -> dict[str, nn.Parameter]:
     """The parameters an optimiser trains, by name (the SAE's frozen toy model has none)."""
