@@ -4,11 +4,11 @@ A toy SAE is so small that a training step costs a few dozen tiny kernel calls, 
 count: the forward pass records a graph of ~25 nodes, and backward walks it, each node a few kernels of its own plus
 the engine's bookkeeping. For the standard SAE (ReLU latents, L1 penalty, decoder rows at unit norm, tied or untied)
 the gradients have a short closed form, one batched matrix product per weight, so `StandardSAEStep` computes them
-directly, in the instance-major layout that batched matrix products read as they are.
+directly, with every batch-sized tensor laid out [inst, ·, batch] (see `gradients`).
 
 It is only a faster way to compute what the SAE's own code computes. `train_sae` uses it for an SAE only after
-checking, on the first batch, that the SAE's own forward pass and autograd give the same latents, losses and
-gradients (`agrees`), and checks again on every logged step, falling back to the SAE's own code for good at the
+checking, on the first batch, that the SAE's own forward pass and autograd give the same latents and gradients
+(`agrees`), and checks again on every logged step, falling back to the SAE's own code for good at the
 first disagreement. Whatever the SAE's forward is (split into steps, written in one piece as ARENA does, a variant
 with another activation or loss) it is trained by its own maths: only one that computes the standard SAE's gets the
 hand-written gradients.
@@ -193,10 +193,10 @@ class Shortcut:
     """What `train_sae` asks of the hand-written step, and when it may use it.
 
     `batch(step)` gives each step's data: the SAE's own first batch, then, when `hidden_batch` was seen to draw the
-    same, its batches. `gradients_set(h, log)` is True when it has set the gradients for `h` itself: on the steps that
-    log nothing, once the SAE's own forward pass and autograd have agreed with it on the first step. On a logged step
-    the SAE's own code runs (its values are what the log records), and `check(h, acts, own)` then compares the
-    hand-written gradients with its own: at the first disagreement the shortcut is off for the rest of training.
+    same, its batches. `gradients_set(h, log)` sets the gradients for `h` itself (and says which latents fired) on
+    the steps that log nothing, once the SAE's own forward pass and autograd have agreed with it on the first step.
+    On a logged step the SAE's own code runs (its values are what the log records), and `check(h, acts, own)` then
+    compares the hand-written gradients with its own: at the first disagreement the shortcut is off for good.
     """
 
     def __init__(self, sae: nn.Module, batch_size: int) -> None:
