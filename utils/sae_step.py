@@ -36,6 +36,8 @@ from torch import Tensor, nn
 # entry: float32 sums taken in another order differ by ~1e-6 of that; a different loss or forward pass differs by far
 # more than 1e-3 (tests/suite/test_sae_step.py measures both).
 RELATIVE_TOLERANCE = 1e-3
+# what torch and Python raise when the standard step meets an SAE, a model or a batch of another shape or kind
+COULD_NOT_COMPUTE = (AttributeError, IndexError, RuntimeError, TypeError, ValueError)
 
 
 class StandardSAEStep:
@@ -99,7 +101,7 @@ class StandardSAEStep:
             try:
                 ours = self.hidden_batch(batch_size)
                 same = own.shape == ours.shape and close(ours, own.detach())
-            except (AttributeError, RuntimeError, TypeError, ValueError):  # a model unlike ToyModel: no W x
+            except COULD_NOT_COMPUTE:  # a model unlike ToyModel: no W x
                 same = False
             set_rng_state(device, after)
         return own, same
@@ -200,7 +202,10 @@ class Shortcut:
     """
 
     def __init__(self, sae: nn.Module, batch_size: int) -> None:
-        self.step = StandardSAEStep.of(sae)
+        try:
+            self.step = StandardSAEStep.of(sae)
+        except COULD_NOT_COMPUTE:  # a config the standard step cannot read (a coefficient of another kind, ...)
+            self.step = None
         self.trusted = False
         self.sae, self.batch_size = sae, batch_size
         self.draw = sae.generate_batch
@@ -227,7 +232,10 @@ class Shortcut:
         return self.step.set_gradients(h)
 
     def check(self, h: Tensor, acts: Tensor, own: dict[str, Tensor]) -> None:
-        self.trusted = self.step.agrees(h, acts, own)
+        try:
+            self.trusted = self.step.agrees(h, acts, own)
+        except COULD_NOT_COMPUTE:  # inputs the SAE's own code takes and the standard step cannot: not the standard SAE
+            self.trusted = False
         if not self.trusted:
             self.step = None
             self.draw = self.sae.generate_batch

@@ -260,3 +260,13 @@ def test_the_tolerance_separates_rounding_from_a_different_loss():
     sae.cfg.sparsity_coeff /= 2
     halved = StandardSAEStep.of(sae).gradients(h)[0]
     assert not all(utils.sae_step.close(halved[name], grads[name]) for name in grads)
+
+
+def test_a_step_that_cannot_compute_leaves_the_sae_to_its_own_code(monkeypatch):
+    def cannot(step, h):
+        raise RuntimeError("an input of another shape")
+
+    monkeypatch.setattr(StandardSAEStep, "gradients", cannot)
+    used, *trained = train_twice(lambda: ToySAE(ToySAEConfig(3, 2, 5), toy_model(3, 5, 2)), monkeypatch)
+    assert used == 0
+    assert_trained_alike(*trained, "fallback")
