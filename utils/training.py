@@ -53,16 +53,22 @@ def progress_bar(total: int, desc: str = "") -> Any:
     return tqdm(total=total, desc=desc, disable=headless(), mininterval=0.5)
 
 
-@contextlib.contextmanager
-def one_cpu_thread(device: t.device) -> Iterator[None]:
+def one_cpu_thread(device: t.device) -> contextlib.AbstractContextManager[None]:
     """Run the block on one CPU thread (on any other device, change nothing), restoring the caller's setting after.
 
     For loops of many small kernels: a second thread costs more in hand-offs than it saves, and on a shared machine
     (CI runs two notebooks at once on two cores) it mostly waits for the first.
     """
+    return cpu_threads(device, 1)
+
+
+@contextlib.contextmanager
+def cpu_threads(device: t.device, n_threads: int) -> Iterator[None]:
+    """Run the block on `n_threads` CPU threads (on any other device, change nothing), restoring the caller's
+    setting after. A thread started inside the block takes that count as its own."""
     before = t.get_num_threads()
     if device.type == "cpu":
-        t.set_num_threads(1)
+        t.set_num_threads(n_threads)
     try:
         yield
     finally:
@@ -293,7 +299,9 @@ def train_sae(
     For the standard SAE, however its code is written, the steps between logs run on hand-written gradients
     (`utils.sae_step`, ~3× faster on the pentagon SAE), once the SAE's own forward pass and autograd are seen to give
     the same gradients: on the first step, and again on every logged step. Any other SAE trains on its own code.
-    Small SAEs train on one CPU thread, as in `train`, judged by the multiply-adds of one matrix product.
+    Small SAEs train on one CPU thread, as in `train`, judged by the multiply-adds of one matrix product; a big one
+    on a CPU with threads to spare has each batch drawn on one of them while the step before it computes on the
+    others (the same batches, from the same random numbers, as on one thread).
     """
     resample = None
     if method is not None:
@@ -304,12 +312,17 @@ def train_sae(
             raise ValueError(f"the resampling window ({window} steps) must not exceed its period ({freq} steps)")
     optimizer = AdamW(trainable_parameters(sae), weight_decay=0.0)
     n_inst, d_sae = sae.cfg.n_inst, sae.cfg.d_sae
+    device = optimizer.params[0].device
     # fired[k]: which latents fired on some input of the batch, at one of the last `window` steps
-    fired = t.zeros((window, n_inst, d_sae), dtype=t.bool, device=optimizer.params[0].device)
+    fired = t.zeros((window, n_inst, d_sae), dtype=t.bool, device=device)
     last = {}
     # the standard SAE's gradients written out by hand (utils/sae_step.py), used on the steps that log nothing once
     # the SAE's own forward pass has been seen to compute the same: on the first step, and again on every logged one
-    shortcut = Shortcut(sae, batch_size)
+    big = n_inst * batch_size * d_sae * sae.cfg.d_in >= SINGLE_THREAD_BELOW
+    # a big SAE on a CPU with threads to spare has each batch drawn on one of them while the step before it computes
+    # on the others; never just before a resampling step, which draws random numbers of its own
+    ahead = big and device.type == "cpu" and t.get_num_threads() > 1
+    shortcut = Shortcut(sae, batch_size, steps, ahead, rng_free=lambda step: resample is None or (step + 1) % freq != 0)
 
     def objective(h: Tensor, log: bool) -> tuple[Tensor | None, dict[str, Tensor] | None]:
         fired_now = shortcut.gradients_set(h, log)
@@ -362,19 +375,21 @@ def train_sae(
             shape[axis] = d_sae
             optimizer.reset(param, dead.view(shape))
 
-    history = train(
-        objective,
-        shortcut.batch,
-        optimizer,
-        steps=steps,
-        lr=lr,
-        lr_scale=lr_scale,
-        log_freq=log_freq,
-        desc=type(sae).__name__,
-        single_thread=n_inst * batch_size * d_sae * sae.cfg.d_in < SINGLE_THREAD_BELOW,
-        after_update=after_update,
-        every=(freq, resample_dead_latents) if resample is not None else None,
-    )
+    threads = cpu_threads(device, t.get_num_threads() - 1) if shortcut.ahead else contextlib.nullcontext()
+    with threads, contextlib.closing(shortcut):  # the thread drawing batches ends with training, however it ends
+        history = train(
+            objective,
+            shortcut.batch,
+            optimizer,
+            steps=steps,
+            lr=lr,
+            lr_scale=lr_scale,
+            log_freq=log_freq,
+            desc=type(sae).__name__,
+            single_thread=not big,
+            after_update=after_update,
+            every=(freq, resample_dead_latents) if resample is not None else None,
+        )
     if resample is not None:
         history["resample_step"] = t.arange(freq - 1, steps, freq)[: len(resampled)]
         history["resampled"] = t.stack(resampled).cpu() if resampled else t.zeros((0, n_inst), dtype=t.long)
