@@ -237,14 +237,14 @@ class Shortcut:
             first, same = self.step.first_batch(self.batch_size)
             if same:
                 self.draw = self.step.hidden_batch
+            # only `hidden_batch` is drawn ahead: it reads the frozen toy model, never the SAE that the step updates
+            self.ahead = self.ahead and same
             return first
         if self.next is not None:
             h, self.next = self.next.result(), None
         else:
             h = self.draw(self.batch_size)
-        # only `hidden_batch` is drawn ahead: it reads the frozen toy model, never the SAE that the step updates
-        drawing_own = self.draw != getattr(self.step, "hidden_batch", None)  # (a bound method is made at each access)
-        if self.ahead and not drawing_own and step + 1 < self.steps and self.rng_free(step):
+        if self.ahead and step + 1 < self.steps and self.rng_free(step):
             if self.drawer is None:
                 self.drawer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sae-batches")
             self.next = self.drawer.submit(self.draw, self.batch_size)
@@ -276,3 +276,4 @@ class Shortcut:
         if not self.trusted:
             self.step = None
             self.draw = self.sae.generate_batch
+            self.ahead = False
