@@ -98,6 +98,9 @@ class Exercise:
     # further classes the learner defines for this exercise, passed to `check` after `name` (its probe, mistakes and
     # alternatives then take and give a tuple with one class per name; the reference path names them all, "m:A,B")
     also: tuple[str, ...] = ()
+    # earlier exercises on the same object whose code this one runs (e.g. `forward` reads `W_dec_normalized`): when
+    # this check fails and one of them is not right, the message says to fix that one first
+    requires: tuple[str, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -192,7 +195,19 @@ def learner_traceback(error: BaseException, limit: int = 3) -> str:
 
 
 def run_probe(exercise: Exercise, obj: Any, context: Context) -> dict[str, Any]:
-    """Run the exercise's probe on the learner's object; never raises, whatever the object does."""
+    """Run the exercise's probe on the learner's object, and the probes of the exercises it `requires` (their results
+    under "requires"); never raises, whatever the object does."""
+    results = run_own_probe(exercise, obj, context)
+    if exercise.requires and results.get("status") != "not_implemented":
+        from tests import EXERCISES
+
+        results["requires"] = {
+            required: run_own_probe(EXERCISES[required], obj, context) for required in exercise.requires
+        }
+    return results
+
+
+def run_own_probe(exercise: Exercise, obj: Any, context: Context) -> dict[str, Any]:
     try:
         validate_kind(exercise, obj)
         with isolated_rng(context.seed):
@@ -234,17 +249,52 @@ def judge(exercise: Exercise, results: dict[str, Any], context: Context) -> None
             f"{exercise.id}: `{exercise.what}` is not implemented yet: replace the "
             f"`raise NotImplementedError(...)` line with your code, re-run that cell, then this one."
         )
-    if status in ("fail", "missing"):
-        raise CheckFailed(f"{exercise.id}: {results['message']}")
-    if status == "error":
-        raise CheckFailed(
-            f"{exercise.id}: your `{exercise.what}` raised {results['message']}\n\n{results.get('trace', '')}"
-        )
     try:
+        if status in ("fail", "missing"):
+            raise CheckFailed(results["message"])
+        if status == "error":
+            message = results["message"]
+            trace = results.get("trace", "")
+            raise CheckFailed(f"your `{exercise.what}` raised {message}{einsum_hint(message)}\n\n{trace}")
         with isolated_rng(context.seed):  # the verdict builds reference models: keep the learner's RNG untouched
             exercise.verdict(results, context)
     except CheckFailed as error:
+        if status != "missing":  # a class without this method: nothing upstream to blame
+            blame_requirement(exercise, results, context)
         raise CheckFailed(f"{exercise.id}: {error}") from None
+
+
+def blame_requirement(exercise: Exercise, results: dict[str, Any], context: Context) -> None:
+    """After `exercise` failed: if an exercise it requires is not right either, say to fix that one first."""
+    from tests import EXERCISES
+
+    for required, required_results in (results.get("requires") or {}).items():
+        try:
+            judge(EXERCISES[required], required_results, context)
+        except NotImplementedYet:
+            raise CheckFailed(
+                f"{exercise.id}: your `{exercise.what}` uses `{EXERCISES[required].what}`, which is not implemented "
+                f"yet: write it first (exercise {required})."
+            ) from None
+        except CheckFailed as failure:
+            raise CheckFailed(
+                f"{exercise.id} fails because `{EXERCISES[required].what}`, which it uses, is not right yet: fix that "
+                f"first, then re-run this check. check({required!r}, ...) says:\n  {failure}"
+            ) from None
+        except Exception:  # results that cannot be judged (from a hostile child, say) blame nothing
+            continue
+
+
+def einsum_hint(message: str) -> str:
+    """A plain explanation for the errors torch's and einops' einsum raise when a pattern does not fit its operands."""
+    lowered = message.lower()
+    if not any(word in lowered for word in ("einsum", "subscript", "einops")):
+        return ""
+    return (
+        "\nThat error comes from an einsum whose pattern does not fit its tensors: each operand needs as many axes as "
+        "its part of the pattern, in the same order, with the same length wherever a name is shared (print `.shape` of "
+        "each operand)."
+    )
 
 
 # ------------------------------------------------------------------------------- comparing with hints

@@ -935,6 +935,7 @@ EXERCISES = [
         verdict=verdict_W_dec,
         mistakes=W_DEC_MISTAKES,
         alternatives=[W_dec_with_rearrange, W_dec_with_mT],
+        requires=("sae.init",),
     ),
     Exercise(
         id="sae.W_dec_normalized",
@@ -949,6 +950,7 @@ EXERCISES = [
         verdict=verdict_W_dec_normalized,
         mistakes=W_DEC_NORMALIZED_MISTAKES,
         alternatives=[normalized_with_F_normalize, normalized_with_clamp, normalized_with_rsqrt],
+        requires=("sae.W_dec",),
     ),
     Exercise(
         id="sae.generate_batch",
@@ -963,6 +965,7 @@ EXERCISES = [
         verdict=verdict_generate_batch,
         mistakes=GENERATE_BATCH_MISTAKES,
         alternatives=[batch_with_matmul, batch_under_no_grad],
+        requires=("sae.init",),
     ),
     Exercise(
         id="sae.forward",
@@ -978,5 +981,6 @@ EXERCISES = [
         mistakes=FORWARD_MISTAKES,
         alternatives=[forward_with_matmul, forward_arena_style],
         stubs=("pre_activations", "activation", "decode", "reconstruction_loss", "sparsity_loss"),
+        requires=("sae.init", "sae.W_dec", "sae.W_dec_normalized"),
     ),
 ]
