@@ -233,7 +233,9 @@ def train(
                     logs[name][next_log] = value.detach()
                 next_log += 1
                 if not bar.disable:
-                    bar.set_postfix({name: f"{log[next_log - 1].float().mean():.3g}" for name, log in logs.items()})
+                    # one number: every logged value would squeeze the bar itself out of view
+                    if shown := "loss" if "loss" in logs else next(iter(logs), None):
+                        bar.set_postfix({shown: f"{logs[shown][next_log - 1].float().mean():.3g}"})
                     bar.update(step + 1 - bar.n)
         bar.update(steps - bar.n)
     return {"step": t.tensor(log_steps), **{name: log.cpu() for name, log in logs.items()}}
