@@ -1,4 +1,4 @@
-"""The check kit: the properties every check of both chapters probes where the contract gives them (CURRICULUM §2).
+"""The check kit: the properties every check of both chapters probes wherever the exercise gives them.
 
 A section's probes and verdicts are built from these pieces, so that a kind of mistake is caught wherever it can
 occur, not only where a catalogued mistake happens to show it:
