@@ -17,9 +17,10 @@ from pathlib import Path
 from utils.grading.runner import STATUS_RANK, Result
 
 STATUSES = list(STATUS_RANK)
-COLOURS = {"pass": "#2e7d32", "fail": "#c62828", "error": "#ef6c00", "timeout": "#6a1b9a",
+COLOURS = {"tampered": "#000000", "pass": "#2e7d32", "fail": "#c62828", "error": "#ef6c00", "timeout": "#6a1b9a",
            "not_implemented": "#757575", "missing": "#bdbdbd"}  # fmt: skip
-SYMBOLS = {"pass": "✓", "fail": "✗", "error": "!", "timeout": "⏱", "not_implemented": "…", "missing": "–"}
+SYMBOLS = {"tampered": "☠", "pass": "✓", "fail": "✗", "error": "!", "timeout": "⏱", "not_implemented": "…",
+           "missing": "–"}  # fmt: skip
 
 
 @dataclass
