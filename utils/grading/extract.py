@@ -221,9 +221,7 @@ def statements(cells: list[tuple[int, str]], plan: Plan) -> tuple[list[Statement
             module = parse_cell(source)
         except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
             line = getattr(error, "lineno", None)
-            why = (
-                f"{type(error).__name__}" + (f" at line {line}" if line else "") + f": {getattr(error, 'msg', error)}"
-            )
+            why = f"{type(error).__name__}" + (f" at line {line}" if line else "") + f": {getattr(error, 'msg', error)}"
             plan.notes.append(f"cell {position + 1}: skipped, it does not parse ({why})")
             plan.broken[position] = why
             plan.broken_sources[position] = source[: 64 * 1024]
@@ -244,9 +242,12 @@ def plan_notebook(cells: list[tuple[int, str]], symbols: set[str]) -> Plan:
     """Which statements to execute so that `symbols` get defined as a top-to-bottom run would define them."""
     plan = Plan()
     found, sources = statements(cells, plan)
-    for s in found:
-        if "solutions" in imported_packages(s.node):
-            plan.notes.append(f"cell {s.cell + 1}: imports from `solutions`, which submissions cannot use while graded")
+    for s in found:  # the course's own cells import given code from `solutions`: only an exercise's symbol is news
+        if "solutions" in imported_packages(s.node) and s.binds & symbols:
+            names = ", ".join(f"`{name}`" for name in sorted(s.binds & symbols))
+            plan.notes.append(
+                f"cell {s.cell + 1}: imports from `solutions` ({names}), which submissions cannot use while graded"
+            )
     # After the last definition of an exercise symbol the learner's checks have run, so a later statement that
     # rebinds an earlier name (`t = 0.5` after `import torch as t`) must not change what is graded; helpers
     # first defined later still count.

@@ -223,15 +223,8 @@ def copy_course(destination: Path, redacted: list[str]) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "suite", ".*")
     for package in ("tests", "utils", "solutions"):
         shutil.copytree(ROOT / package, destination / package, ignore=ignore)
-    for relative, names in ANSWERS.items():  # the checks' own answers: alternatives, mistakes, verdicts
-        target = destination / relative
-        body = [
-            parse(ANSWER_PLACEHOLDER.format(name=node.name)).body[0]
-            if isinstance(node, ast.FunctionDef) and node.name in names
-            else node
-            for node in parse(target.read_text("utf-8")).body
-        ]
-        target.write_text(ast.unparse(ast.Module(body=body, type_ignores=[])), "utf-8")
+    for relative, source in WITHOUT_ANSWERS.items():  # the checks' own answers: alternatives, mistakes, verdicts
+        (destination / relative).write_text(source, "utf-8")
     whole: dict[Path, set[str]] = {}
     methods: dict[Path, dict[str, set[str]]] = {}
     for exercise in (EXERCISES[i] for i in redacted):
@@ -275,7 +268,23 @@ def verdict(exercise_id: str, results: dict, context: Context) -> Result:
 # ------------------------------------------------------------------------------------------ the grader
 
 
+def without_answers(answers: dict[str, set[str]]) -> dict[str, str]:
+    """The source of each check module with its answers replaced by functions that raise; worked out once, at
+    import, in one thread (CPython 3.11 can fail when threads build syntax trees at once)."""
+    sources = {}
+    for relative, names in answers.items():
+        body = [
+            parse(ANSWER_PLACEHOLDER.format(name=node.name)).body[0]
+            if isinstance(node, ast.FunctionDef) and node.name in names
+            else node
+            for node in parse((ROOT / relative).read_text("utf-8")).body
+        ]
+        sources[relative] = ast.unparse(ast.Module(body=body, type_ignores=[]))
+    return sources
+
+
 ANSWERS = answers_in_tests()
+WITHOUT_ANSWERS = without_answers(ANSWERS)
 
 
 class Grader:
