@@ -59,8 +59,9 @@ notebooks: setup  ## regenerate every notebook from its source
 bench: setup  ## benchmark the training loop against a naive loop, and time every chapter's notebooks (about 10 min)
 	$(BIN)/python -m utils.bench --chapters
 
-grade: setup  ## grade a folder of submissions: make grade SUBMISSIONS=folder OUT=folder
-	$(BIN)/python -m utils.grade $(SUBMISSIONS) --out $(OUT)
+grade: setup  ## grade a folder of submissions: make grade SUBMISSIONS=folder OUT=folder [SECTIONS=2.1,2.2] [EXERCISES=ids]
+	$(BIN)/python -m utils.grade $(SUBMISSIONS) --out $(OUT) $(if $(SECTIONS),--sections $(SECTIONS)) \
+		$(if $(EXERCISES),--exercises $(EXERCISES))
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache
