@@ -11,6 +11,7 @@ The generic pieces (gradients compared with the reference's, per-instance messag
 
 from tests.kit import gradient_weights
 from tests.tms.common.basics import (
+    HINT_EVERY_INSTANCE,
     HINT_LEADING_AXES,
     HINT_SQUEEZE,
     build,
@@ -69,6 +70,7 @@ from tests.tms.common.sampling import (
 )
 
 __all__ = [
+    "HINT_EVERY_INSTANCE",
     "BATCH_SIZE",
     "DIAGNOSIS_ALPHA",
     "ForwardCheck",

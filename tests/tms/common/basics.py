@@ -9,6 +9,7 @@ import torch as t
 from torch import Tensor
 
 from tests.harness import CheckFailed, Mistake, expect_close, expect_tensor, mistake_outputs, raised
+from tests.kit import expect_close_per_instance
 
 # ---------------------------------------------------------------------------------------------- models
 
@@ -77,6 +78,11 @@ def expect_shaped(got: Any, what: str, shape: tuple[int, ...], axes: str, hint: 
         raise CheckFailed(f"{hint}. ({error})") from None
 
 
+# what the kit's `expect_close_per_instance` says when only some instances are wrong: the hint of the catalogued
+# mistakes that handle one instance unlike the others
+HINT_EVERY_INSTANCE = "every instance is an independent model, so treat each one alike"
+
+
 def expect_close_to_reference(
     got: Tensor,
     expected: Tensor,
@@ -86,17 +92,22 @@ def expect_close_to_reference(
     hint: str | None = None,
     rtol: float = 1e-4,
     atol: float = 1e-5,
+    inst_axis: int | None = None,
 ) -> None:
     """`expect_close`, naming the catalogued mistake whose output (`run(impl)`) the learner's matches; the mistakes
-    run only when the learner's output is wrong. A difference that no catalogued mistake explains is reported with
-    `hint`, if given."""
+    run only when the learner's output is wrong. A difference that no catalogued mistake explains names the instances
+    that differ when only some do (given the instance axis, `inst_axis`), else is reported with `hint`, if given."""
     if t.allclose(got, expected, rtol=rtol, atol=atol):  # NaN is never close: expect_close then names it
         return
     outputs, hints = mistake_outputs(mistakes, run)
     try:
         expect_close(got, expected, what, outputs, hints, rtol=rtol, atol=atol)
     except CheckFailed as error:
-        if hint is None or any(known in str(error) for known in hints.values()):
+        if any(known in str(error) for known in hints.values()):
+            raise
+        if inst_axis is not None:
+            expect_close_per_instance(got, expected, what, inst_axis, rtol=rtol, atol=atol)
+        if hint is None:
             raise
         raise CheckFailed(f"{hint}. ({error})") from None
 

@@ -11,6 +11,7 @@ from torch import Tensor
 from tests.harness import CheckFailed, Context, Mistake, attempt, raised
 from tests.kit import expect_gradients, weighted_gradients
 from tests.tms.common.basics import (
+    HINT_EVERY_INSTANCE,
     HINT_LEADING_AXES,
     HINT_SQUEEZE,
     build,
@@ -164,7 +165,7 @@ def judge_forward_output(results: dict, model: t.nn.Module, features: Tensor, mi
         raise CheckFailed("forward changed its input `features` in place; compute new tensors instead.")
     with t.no_grad():
         run = lambda impl: impl(model, features)
-        expect_close_to_reference(got, model(features), "forward(features)", mistakes, run)
+        expect_close_to_reference(got, model(features), "forward(features)", mistakes, run, inst_axis=-2)
 
 
 def judge_forward_check(
@@ -190,7 +191,7 @@ def judge_forward_check(
         got = expect_shaped(got, what, tuple(features.shape), "", case.hint)
         with t.no_grad():
             run = lambda impl: impl(case_model, features)
-            expect_close_to_reference(got, case_model(features), what, mistakes, run, case.hint)
+            expect_close_to_reference(got, case_model(features), what, mistakes, run, case.hint, inst_axis=-2)
     if any(results[f"grad_{name}"] is None for name in family.parameters):
         raise CheckFailed(family.no_grad_hint + ".")
     model.requires_grad_(True)
@@ -242,6 +243,10 @@ def forward_mistakes(family: ForwardFamily) -> list[Mistake]:
             decode(hidden, W_out, f"... inst d_hidden, {single_readout_axes} -> ... inst feats") + self.b_final
         )
 
+    def first_instance_bias(self, features):
+        W_in, W_out = weights(self)
+        return F.relu(decode(encode(features, W_in), W_out) + self.b_final[0])
+
     def sums_over_instances(self, features):
         W_in, W_out = weights(self)
         hidden = encode(features, W_in, "... inst feats, inst d_hidden feats -> ... d_hidden")
@@ -280,6 +285,7 @@ def forward_mistakes(family: ForwardFamily) -> list[Mistake]:
         bias_on_input: f"You add `b_final` to the input; it is added to the output, inside the {relu}: {formula}.",
         first_instance_weights: f"Every instance must use its own weights {own_weights}; yours uses one instance's "
         "weights for all of them.",
+        first_instance_bias: HINT_EVERY_INSTANCE,
         sums_over_instances: "Your einsum sums over the `inst` axis, mixing instances. Keep `inst` in the output "
         "pattern of both einsums.",
         detached_weights: family.no_grad_hint,

@@ -7,7 +7,8 @@ import torch as t
 from torch import Tensor
 
 from tests.harness import CheckFailed, Context, Mistake, expect_close, mistake_outputs
-from tests.tms.common.basics import build
+from tests.kit import expect_close_per_instance, expect_gradients
+from tests.tms.common.basics import HINT_EVERY_INSTANCE, build
 
 # -------------------------------------------------------------------------------------- calculate_loss
 
@@ -15,6 +16,13 @@ HINT_SCALAR = "calculate_loss must return a 0-dimensional tensor that still has 
 HINT_SUM_INSTANCES = (
     "calculate_loss returns one number: sum the per-instance losses (shape ()), don't return one loss per instance"
 )
+
+
+HINT_LOSS_NO_GRADIENT = (
+    "your loss has the right value, but no gradient reaches `out` through it, so the model could never learn from it: "
+    "don't detach anything (`.detach()`, `.data`, `torch.no_grad()`, or a new `torch.tensor(...)` made of values)"
+)
+WHAT_PER_INSTANCE = "calculate_loss(out, batch), seen through its gradient with respect to each instance's `out`,"
 
 
 def probe_loss(cls: type, cfg: dict, case: dict[str, Tensor], context: Context) -> dict:
@@ -25,8 +33,7 @@ def probe_loss(cls: type, cfg: dict, case: dict[str, Tensor], context: Context) 
     loss = model.calculate_loss(out, batch)
     results = {"loss": loss, "out_after": out.detach(), "batch_after": batch}
     if isinstance(loss, Tensor) and loss.requires_grad and loss.numel() == 1:
-        loss.backward()
-        results["grad_out"] = out.grad
+        results["grad_out"] = t.autograd.grad(loss.sum(), out, allow_unused=True)[0]
     return results
 
 
@@ -55,6 +62,15 @@ def loss_mistakes(target: Callable[[Tensor], Tensor], error: str) -> list[Mistak
     def loss_one_per_instance(self, out, batch):
         return einops.reduce(self.importance * (target(batch) - out) ** 2, "batch inst feats -> inst", "mean")
 
+    def loss_first_instance_importance(self, out, batch):
+        # the importance of instance 0 broadcast over every instance
+        return einops.reduce(self.importance[0] * (target(batch) - out) ** 2, "batch inst feats -> inst", "mean").sum()
+
+    def loss_detached_output(self, out, batch):
+        return einops.reduce(
+            self.importance * (target(batch) - out.detach()) ** 2, "batch inst feats -> inst", "mean"
+        ).sum()
+
     def loss_returns_float(self, out, batch):
         return (
             einops.reduce(self.importance * (target(batch) - out) ** 2, "batch inst feats -> inst", "mean").sum().item()
@@ -82,6 +98,8 @@ def loss_mistakes(target: Callable[[Tensor], Tensor], error: str) -> list[Mistak
         Mistake(loss_absolute_error, f"Use the squared error ({error})², not the absolute error."),
         Mistake(loss_one_per_instance, HINT_SUM_INSTANCES),
         Mistake(loss_returns_float, HINT_SCALAR),
+        Mistake(loss_first_instance_importance, HINT_EVERY_INSTANCE),
+        Mistake(loss_detached_output, HINT_LOSS_NO_GRADIENT),
     ]
 
 
@@ -99,6 +117,16 @@ def judge_loss(results: dict, model: t.nn.Module, out: Tensor, batch: Tensor, mi
     if not (t.equal(results["out_after"], out) and t.equal(results["batch_after"], batch)):
         raise CheckFailed("calculate_loss changed `out` or `batch` in place; compute new tensors instead.")
     outputs, hints = mistake_outputs(mistakes, lambda impl: t.as_tensor(impl(model, out, batch)))
-    expect_close(loss, model.calculate_loss(out, batch), "calculate_loss(out, batch)", outputs, hints)
+    out = out.clone().requires_grad_(True)
+    expected = model.calculate_loss(out, batch)
+    (expected_grad,) = t.autograd.grad(expected, out)
+    try:
+        expect_close(loss, expected.detach(), "calculate_loss(out, batch)", outputs, hints)
+    except CheckFailed as error:  # a value no catalogued mistake explains: name the instances whose terms differ
+        grad = results.get("grad_out")
+        if isinstance(grad, Tensor) and not any(known in str(error) for known in hints.values()):
+            expect_close_per_instance(grad, expected_grad, WHAT_PER_INSTANCE, inst_axis=1)
+        raise
     if results.get("grad_out") is None:
-        raise CheckFailed(HINT_SCALAR + ".")
+        raise CheckFailed(HINT_LOSS_NO_GRADIENT + ".")
+    expect_gradients(results, {"out": expected_grad}, "your loss")
