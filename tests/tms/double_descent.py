@@ -517,6 +517,7 @@ EXERCISES = [
         verdict=verdict_generate_dataset,
         mistakes=DATASET_MISTAKES,
         alternatives=[dataset_with_functional_normalize, dataset_own_draws_and_where, dataset_in_float64],
+        requires=("tms.generate_batch",),  # its points are generate_batch's, rescaled
     ),
     Exercise(
         id="tms.double_descent.lr_schedule",

@@ -35,6 +35,10 @@ def phase_losses_case(context: Context) -> dict[str, Tensor]:
         "density_one": 10 ** -(t.rand(1, generator=g) * 3),
         "ratio_three": log_r(3).exp(),
         "density_zero_d": 10 ** -(t.rand((), generator=g) * 3),
+        # the edges of both inputs: an unimportant second feature (r = 0), features never present (p = 0), always
+        # present (p = 1)
+        "ratio_edges": t.tensor([0.0, 0.0, 2.0, 0.5, 0.0]),
+        "density_edges": t.tensor([0.3, 0.0, 0.0, 1.0, 1.0]),
     }
 
 
@@ -44,7 +48,12 @@ PHASE_LOSSES_CALLS = [
     ("scalar", "phase_losses on 0-d tensors", "ratio_scalar", "density_scalar"),
     ("ones", "phase_losses(r [1], p [1])", "ratio_one", "density_one"),
     ("scalar_density", "phase_losses(r [3], p 0-d)", "ratio_three", "density_zero_d"),
+    ("edges", "phase_losses at the edges r = 0, p = 0 and p = 1", "ratio_edges", "density_edges"),
 ]
+HINT_EDGES = (
+    "At the edges every loss is still a number: with r = 0 or p = 0 nothing (or only an unimportant feature) is "
+    "lost, so the losses there are 0 or finite; don't divide by r or p"
+)
 
 
 def probe_phase_losses(phase_losses, context: Context) -> dict:
@@ -98,6 +107,13 @@ def phase_losses_interference_linear_in_density(importance_ratio, density):
 def phase_losses_without_relu(importance_ratio, density):
     r, p = importance_ratio, density
     return t.stack([r * variance(p), variance(p) + 0 * r, (1 + r) * p**2 / 3], dim=-1)
+
+
+def phase_losses_dedicated_from_ignore(importance_ratio, density):
+    # "dedicated costs what ignoring costs, without the factor r": right wherever r ≠ 0, 0/0 where r = 0
+    r, p = t.broadcast_tensors(importance_ratio, density)
+    ignore = r * variance(p)
+    return t.stack([ignore, ignore / r, (1 + r) * p**2 / 6], dim=-1)
 
 
 def phase_losses_by_importance(importance_ratio, density):
@@ -201,6 +217,7 @@ PHASE_LOSSES_MISTAKES = [
     Mistake(phase_losses_stacked_on_axis_1, HINT_STACK_AXIS),
     Mistake(phase_losses_concatenated, HINT_CONCATENATED),
     Mistake(phase_losses_squeezed, HINT_SQUEEZE),
+    Mistake(phase_losses_dedicated_from_ignore, HINT_EDGES),
 ]
 
 
@@ -238,6 +255,8 @@ def verdict_phase_losses(results: dict, context: Context) -> None:
                 raise CheckFailed(f"{HINT_BROADCAST}. ({what} raised {message})")
             raise CheckFailed(f"{what} raised {message}")
         got = expect_losses(results[key], what, tuple(expected.shape))
+        if not t.isfinite(got).all():
+            raise CheckFailed(f"{HINT_EDGES if key == 'edges' else what + ' contains NaN or inf values'}.")
         run = lambda impl, r=r, p=p: impl(r, p)  # noqa: E731
         expect_close_to_reference(got, expected, what, PHASE_LOSSES_MISTAKES, run, rtol=1e-4, atol=1e-8)
 
