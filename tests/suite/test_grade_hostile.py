@@ -245,3 +245,20 @@ def test_defect_2_a_huge_notebook_costs_its_own_budget_only(tmp_path):
     with pytest.raises(PlanningTimeout):
         plan_in_child(path, {"superposition_stats"}, 1.0, 4 * 2**30)
     assert time.monotonic() - start < 10
+
+
+def test_every_answer_of_every_check_is_removed_from_the_childrens_copy():
+    """Whatever module or package a check lives in, none of its alternative correct implementations reaches the code
+    being graded: each is among the functions the children's copy replaces."""
+    import inspect
+
+    from utils.grading.runner import ROOT, answers_in_tests
+
+    answers = answers_in_tests()
+    left = []
+    for exercise in EXERCISES.values():
+        for impl in exercise.alternatives:
+            relative = str(Path(inspect.getsourcefile(impl)).resolve().relative_to(ROOT))
+            if impl.__name__ not in answers.get(relative, set()):
+                left.append(f"{exercise.id}: {relative}:{impl.__name__}")
+    assert not left, "answers the children could still import:\n" + "\n".join(left)

@@ -172,11 +172,15 @@ ANSWER_KEYWORDS = ("verdict", "alternatives", "mistakes")
 
 
 def check_modules() -> list[Path]:
-    """The sections' check modules (`tests/<chapter>/*.py`), not the harness nor the course's own test suite."""
+    """The sections' check modules (`tests/<chapter>/...`, packages included), not the harness, the kit, nor the
+    course's own test suite."""
+    tests = ROOT / "tests"
     return sorted(
         path
-        for path in (ROOT / "tests").glob("*/*.py")
-        if path.parent.name not in ("suite", "saelens") and not path.parent.name.startswith(".")
+        for path in tests.rglob("*.py")
+        if len(path.relative_to(tests).parts) > 1
+        and path.relative_to(tests).parts[0] not in ("suite", "saelens")
+        and not any(part.startswith(".") for part in path.relative_to(tests).parts)
     )
 
 
@@ -187,6 +191,8 @@ def names_outside_answers(node: ast.AST) -> set[str]:
     pending = [node]
     while pending:
         current = pending.pop()
+        if isinstance(current, ast.Import | ast.ImportFrom):  # importing a function is no use of it
+            continue
         if isinstance(current, ast.Call):
             callee = current.func.id if isinstance(current.func, ast.Name) else getattr(current.func, "attr", "")
             if callee == "Mistake":
