@@ -158,7 +158,9 @@ RECOVERY_MISTAKES = [
     Mistake(recovery_first_instance_latents, "Compare every instance's features with that instance's own latents"),
     Mistake(recovery_returns_mmcs, HINT_MMCS),
     Mistake(recovery_best_starts_at_zero, HINT_NEGATIVE),  # kind 6
-    Mistake(recovery_features_of_instance_zero, "is wrong for instances 1, 2 of 3 (the others are right)"),  # kind 3
+    Mistake(
+        recovery_features_of_instance_zero, "Compare every instance's latents with that instance's own true features"
+    ),  # kind 3
 ]
 
 
@@ -360,7 +362,11 @@ METRICS_MISTAKES = [
     Mistake(metrics_dead_count, HINT_DEAD),
     Mistake(metrics_dead_when_rare, HINT_DEAD),
     Mistake(metrics_dead_when_ever_zero, HINT_DEAD),
-    Mistake(metrics_dead_pooled_over_instances, "is wrong for instances 1, 2 of 3 (the others are right)"),  # kind 3
+    Mistake(
+        metrics_dead_pooled_over_instances,
+        "Count dead latents per instance: reduce over the batch only, not over the instances too (each instance is "
+        "an SAE of its own)",
+    ),  # kind 3
     Mistake(metrics_dead_below_a_tolerance, HINT_FIRES),  # kind 6
 ]
 

@@ -96,7 +96,7 @@ HINT_WRONG_NORMALIZED = (
     "your forward uses your W_dec_normalized, which is not right yet: make its check pass first (sae.W_dec_normalized)"
 )
 HINT_BATCH_OF_ONE = (
-    "with a batch of one input, {name} lost its batch axis: squeeze only the axis you added (e.g. `.squeeze(-2)`), "
+    "With a batch of one input, {name} lost its batch axis: squeeze only the axis you added (e.g. `.squeeze(-2)`), "
     "never every axis of length 1"
 )
 
@@ -349,7 +349,11 @@ FORWARD_MISTAKES = [
     Mistake(
         forward_sparsity_of_detached_latents, "the right values but the wrong gradient with respect to `W_enc`"
     ),  # 4
-    Mistake(forward_decoder_of_instance_zero, "is wrong for instances 1, 2 of 3 (the others are right)"),  # kind 3
+    Mistake(
+        forward_decoder_of_instance_zero,
+        "Decode every instance with its own decoder: keep the instance axis of `W_dec_normalized` [inst d_sae d_in] in "
+        "the einsum, don't index one instance",
+    ),  # kind 3
     Mistake(forward_squeezes_every_axis, HINT_BATCH_OF_ONE.format(name="acts")),  # kind 6
 ]
 

@@ -143,7 +143,12 @@ def verdict_W_dec_normalized(results: dict, context: Context) -> None:
             reference = reference_sae(context, 44, **fields)
             set_parameters(reference, case)
             expected = reference.W_dec_normalized.detach()
-            outputs, hints = mistake_outputs(W_DEC_NORMALIZED_MISTAKES, lambda impl: impl(reference).detach())
+
+            def run(impl):  # from the case's parameters each time: one mistake normalises them in place
+                set_parameters(reference, case)
+                return impl(reference).detach()
+
+            outputs, hints = mistake_outputs(W_DEC_NORMALIZED_MISTAKES, run)
             for name, output in outputs.items():
                 if output.shape == got.shape and t.allclose(got, output, rtol=1e-4, atol=1e-5):
                     raise CheckFailed(f"{what} is wrong. {hints[name]}")
@@ -227,7 +232,11 @@ W_DEC_NORMALIZED_MISTAKES = [
     Mistake(normalized_with_fixed_eps, HINT_EPS),  # kind 1
     Mistake(normalized_detached_norm, "the right values but the wrong gradient with respect to `_W_dec`"),  # kind 4
     Mistake(normalized_private_decoder, HINT_TIED_NONE),  # kind 7
-    Mistake(normalized_by_instance_zero_norms, "is wrong for instances 1, 2 of 3 (the others are right)"),  # kind 3
+    Mistake(
+        normalized_by_instance_zero_norms,
+        "Divide every instance's rows by their own norms: keep the instance axis (`W.norm(dim=-1, keepdim=True)` on the "
+        "whole [inst d_sae d_in] tensor)",
+    ),  # kind 3
 ]
 
 
