@@ -173,20 +173,18 @@ def test_an_einsum_that_does_not_fit_is_explained():
 
 
 def test_plain_sgd_steps_as_torch_sgd_and_misses_a_replaced_parameter():
-    from tests.kit import plain_sgd_for
-
     module = Tiny()
     twin = Tiny()
     twin.load_state_dict(module.state_dict())
-    torch_step = optimiser_step(module, sgd_for(module), lr=0.25)
-    plain_step = optimiser_step(twin, plain_sgd_for(twin), lr=0.25)
+    torch_step = optimiser_step(module, t.optim.SGD(module.parameters(), lr=0.25), lr=0.25)
+    plain_step = optimiser_step(twin, sgd_for(twin), lr=0.25)
     assert all(t.allclose(torch_step[name], plain_step[name]) for name in torch_step)
 
     def replace(module):
         module._W_dec = nn.Parameter(module._W_dec * 2)
 
     module = Tiny()
-    before, optimiser = parameter_record(module), plain_sgd_for(module)
+    before, optimiser = parameter_record(module), sgd_for(module)
     replace(module)
     stepped = optimiser_step(module, optimiser, lr=0.25)
     with pytest.raises(CheckFailed, match="one optimiser step does not move `_W_dec`"):

@@ -20,7 +20,7 @@ from tests.harness import (
     Exercise,
     Mistake,
 )
-from tests.kit import expect_parameters_kept, optimiser_step, parameter_record, plain_sgd_for
+from tests.kit import expect_parameters_kept, optimiser_step, parameter_record, sgd_for
 from tests.sae.common import (
     D_IN,
     D_SAE,
@@ -80,7 +80,7 @@ def probe_init(ToySAE: type, context: Context) -> dict:
         # last, since the step moves the parameters: who they are, and where one step of an optimiser built now takes them
         results["tied" if tied else "untied"] |= {
             "record": own_parameters(parameter_record(sae)),
-            "stepped": own_parameters(optimiser_step(sae, plain_sgd_for(sae, lr=LR), lr=LR)) if params else None,
+            "stepped": own_parameters(optimiser_step(sae, sgd_for(sae, lr=LR), lr=LR)) if params else None,
         }
     return results
 
