@@ -215,9 +215,10 @@ def build_submissions(folder: Path, out: Path, targets_dir: Path) -> Targets:
          folder / "hangs_defining_class.ipynb")  # fmt: skip
     hog = edit(load(SOLUTIONS), "class ToyModel", "        hidden = einops.einsum(features",
                "        while True:\n            pass\n        hidden = einops.einsum(features")  # fmt: skip
+    # 1 GiB a step: over the memory limit at the second, long before the exercise's time limit under load
     edit(hog, "class ToyModel", "    def generate_batch(self, batch_size: int)",
          "    def generate_batch(self, batch_size: int):\n"
-         "        hog = []\n        while True:\n            hog.append(t.ones(2**26))\n"
+         "        hog = []\n        while True:\n            hog.append(t.ones(2**28))\n"
          "    def _unused(self, batch_size: int)")  # fmt: skip
     save(hog, folder / "hangs_in_forward_hogs_memory.ipynb")
 
