@@ -34,15 +34,18 @@ def snapshot(sae: nn.Module) -> dict[str, Tensor]:
     return {name: getattr(sae, name).detach().clone() for name in names}
 
 
-def run_resampling(sae: nn.Module, call: Callable[[nn.Module], object]) -> dict:
+def run_resampling(sae: nn.Module, call: Callable[[nn.Module], object], step: bool = True) -> dict:
     """Run the learner's method the way `optimize` does, with an optimiser built before it (kit property 5): what
-    the parameters are before and after, their values, and where one SGD step of that optimiser takes them."""
+    the parameters are before and after, their values, and (if `step`) where one SGD step of that optimiser takes
+    them."""
     before = parameter_record(sae)
     trainable = {name for name, p in sae.named_parameters() if p.requires_grad}  # not the frozen toy model's
     optimiser = sgd_for(sae, LR)
     call(sae)
     after = parameter_record(sae)
     values = snapshot(sae)
+    if not step:
+        return {"before": before, "after_record": after, "after": values, "stepped": None}
     stepped = optimiser_step(sae, optimiser, LR)
     stepped = {name: value for name, value in stepped.items() if name.removeprefix("before_step.") in trainable}
     return {"before": before, "after_record": after, "after": values, "stepped": stepped}

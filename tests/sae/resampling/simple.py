@@ -15,6 +15,8 @@ v / (‖v‖ + eps) at the default eps agree), and resetting Adam's moments of t
 loop's job (`utils.training.train_sae`), not the method's.
 """
 
+import functools
+
 import torch as t
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -52,6 +54,7 @@ def roles(inst: int) -> list[str]:
     return [ROLES[(latent + inst) % D_SAE] for latent in range(D_SAE)]
 
 
+@functools.cache
 def role_mask(role: str) -> Tensor:
     return t.tensor([[r == role for r in roles(i)] for i in range(N_INST)])
 
