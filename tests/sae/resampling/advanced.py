@@ -161,7 +161,9 @@ def probe_resample_advanced(ToySAE: type, context: Context) -> dict:
             runs.append(run if raised(run) else run | {"asked": asked})
         results[label] = runs
     sae, _ = prepared_sae(ToySAE, context, exact_case(), False)
-    results["exact"] = attempt(lambda: run_resampling(sae, lambda s: s.resample_advanced(exact_window(), 0.37, BATCH)))
+    results["exact"] = attempt(
+        lambda: run_resampling(sae, lambda s: s.resample_advanced(exact_window().to(context.device), 0.37, BATCH))
+    )
     return results
 
 
