@@ -141,9 +141,7 @@ HINT_DENOMINATOR = "Divide by the number of parent+child inputs of the instance,
 HINT_NAN = (
     "An instance with no parent+child input has no rate: return NaN there (0 / 0; 0 is accepted too), not another value"
 )
-HINT_EVERY_INSTANCE = (
-    "the others are right: every instance has its own rate, computed alike (don't stop before the last instance)"
-)
+HINT_EVERY_INSTANCE = "Every instance has its own rate, computed alike: don't stop before the last instance"
 HINT_EMPTY = (
     "An instance can have no input with both the parent and the child; its rate is then undefined: return NaN there "
     "(tensor division 0 / 0 gives it; in Python, test for 0 before dividing)"
@@ -225,7 +223,9 @@ def judge_rate(got, expected: Tensor, what: str, outputs: dict, hints: dict) -> 
     try:
         expect_close_per_instance(got.nan_to_num(-1.0), expected.nan_to_num(-1.0), what)
     except CheckFailed as failure:
-        raise CheckFailed(f"{str(failure).split(' (the others')[0]}: {HINT_EVERY_INSTANCE}.") from None
+        raise CheckFailed(
+            f"{str(failure).split(' (the others')[0]} (the others are right). {HINT_EVERY_INSTANCE}."
+        ) from None
     expect_close(got.nan_to_num(-1.0), expected.nan_to_num(-1.0), what)
 
 

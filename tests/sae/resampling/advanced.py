@@ -206,11 +206,11 @@ def run_problem(run: dict, case: dict, dead: Tensor, rare: Tensor, kind: Tensor 
     after = run["after"]
     if problem := alive_problem(case, after, dead, rare, inst):
         return problem
-    if not (after["b_enc"][inst][dead] == 0).all():
-        return HINT_BIAS
     encoder = after["W_enc"][inst].T[dead]  # [n_dead d_in]
     if t.allclose(encoder, case["W_enc"][inst].T[dead]):
-        return "Give every dead latent a new direction (this one was left as it was)"
+        return "Give every dead latent a new direction: its W_enc column (and W_dec row) must change"
+    if not (after["b_enc"][inst][dead] == 0).all():
+        return HINT_BIAS
     alive_norm = case["W_enc"][inst].norm(dim=0)[~dead].mean()
     if tied:
         norms = encoder.norm(dim=-1)

@@ -132,11 +132,11 @@ def instance_problem(before: dict, after: dict, again: dict | None, inst: int, t
     dead, rare = role_mask("dead")[inst], role_mask("rare")[inst] | role_mask("once")[inst]
     if problem := alive_problem(before, after, dead, rare, inst):
         return problem
-    if not (after["b_enc"][inst][dead] == 0).all():
-        return HINT_BIAS
     encoder = after["W_enc"][inst].T[dead]  # [n_dead d_in]
     if t.allclose(encoder, before["W_enc"][inst].T[dead]):
         return HINT_NOT_RESAMPLED
+    if not (after["b_enc"][inst][dead] == 0).all():
+        return HINT_BIAS
     norms = encoder.norm(dim=-1)
     if tied:  # one matrix: its direction is the new direction, of norm resample_scale
         if ((norms - 1).abs() < 1e-4).all():
