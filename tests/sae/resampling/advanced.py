@@ -12,13 +12,15 @@ biases, never a zero-loss input), and the picks of the default runs together sta
 Config family: the defaults (untied, resample_scale 0.37, batch_size 40), tied weights, another resample_scale, and
 batch_size 5, which is fewer inputs than dead latents (sampling must be with replacement). Degenerate probe: every
 input reconstructed exactly (all losses exactly 0, in float32): the contract says to sample uniformly, so every dead
-latent is resampled towards one of the inputs (which of them is not tested beyond that). Parameters are recorded
-before the method and must stay the same objects, trained by an optimiser built before (kit property 5).
+latent is resampled towards one of the inputs (which of them is not tested beyond that). Parameters are recorded before
+the method and must stay the same objects, trained by an optimiser built before (kit property 5).
 
 Not probed, as the contract is silent: an instance whose latents are all dead (no alive norm to average; the reference
-and ARENA use 1). Kit properties: 1 (resample_scale, batch_size; `sparsity_coeff` through the total loss, which must not be used), 2, 3,
-5 and 6 apply; 4 does not (nothing differentiable is written). `weight_normalize_eps` only reaches the losses through
-`forward` (section 2.1's exercise), and the Adam reset of resampled latents is the training loop's job.
+and ARENA use 1). Kit properties: 1 (resample_scale, batch_size; `sparsity_coeff` through the total loss, which must
+not be used), 2, 3, 5 and 6 apply; 4 does not (nothing differentiable is written). `weight_normalize_eps` only reaches
+the losses through `forward` (section 2.1's exercise), and the Adam reset of resampled latents is the training loop's
+job. Property 7: the section's `ToySAE` extends the course's section 2.1 reference, so no earlier exercise of the
+learner's runs inside this check (no `requires`).
 """
 
 import functools
@@ -426,8 +428,8 @@ def advanced_skips_last_instance(self, frac_active_in_window, resample_scale, ba
 
 def advanced_first_instance_losses(self, frac_active_in_window, resample_scale, batch_size):
     # kind 3: every instance sampled with instance 0's losses
-    advanced_from(self, frac_active_in_window, resample_scale, batch_size,
-                  weights=lambda loss: squared(self.forward(self.generate_batch(batch_size))[0]["L_reconstruction"][:, 0]))  # fmt: skip
+    first = self.forward(self.generate_batch(batch_size))[0]["L_reconstruction"][:, 0]
+    advanced_from(self, frac_active_in_window, resample_scale, batch_size, weights=lambda loss: squared(first))
 
 
 def advanced_replaces_parameters(self, frac_active_in_window, resample_scale, batch_size):

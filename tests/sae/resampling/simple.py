@@ -4,15 +4,16 @@ Probes, for each member of a config family (the defaults, tied weights, another 
 activity in which every instance has dead latents (zero at every step), latents alive at every step, and latents that
 fired at one step only, weakly (alive, to be left alone bit for bit), each instance with a dead set of its own, so that
 each can fail on its own. The parameters are recorded before the method runs and an SGD optimiser is built over them;
-after it, they must be the same objects with memory of their own, and one step of that optimiser must move each as
-it should (kit property 5). Boundary windows: nothing dead (nothing may change), and an SAE of 40 latents all dead but
+after it, they must be the same objects with memory of their own, and one step of that optimiser must move each as it
+should (kit property 5). Boundary windows: nothing dead (nothing may change), and an SAE of 40 latents all dead but
 one, whose new directions are tested for uniformity on the sphere.
 
 Kit properties: 1 (`resample_scale` at two values; `tied_weights`), 2 (tied: the encoder column is resample_scale · v
 and nothing else is written), 3, 5 and 6 apply; 4 does not (the method writes under `no_grad`, nothing is
-differentiated). `weight_normalize_eps` is not read: v is a unit vector (`F.normalize`, v / ‖v‖, or ARENA's
-v / (‖v‖ + eps) at the default eps agree), and resetting Adam's moments of the resampled latents is the training
-loop's job (`utils.training.train_sae`), not the method's.
+differentiated). `weight_normalize_eps` is not read: v is a unit vector (`F.normalize`, v / ‖v‖, or ARENA's v / (‖v‖ +
+eps) at the default eps agree), and resetting Adam's moments of the resampled latents is the training loop's job
+(`utils.training.train_sae`), not the method's. Property 7: the section's `ToySAE` extends the course's section 2.1
+reference, so no earlier exercise of the learner's runs inside this check (no `requires`).
 """
 
 import functools
