@@ -37,16 +37,17 @@ class ToySAE(toy_sae.ToySAE):
         """Anthropic's resampling: for each instance with dead latents, draw a batch, give every input a probability
         ∝ its squared reconstruction loss, and send each dead latent to one sampled input: decoder = the normalised
         centred input (h − b_dec), encoder = that × the mean encoder norm of the alive latents × resample_scale,
-        encoder bias = 0. Instances whose latents are all alive, or whose inputs are all reconstructed exactly, are
-        left as they are."""
+        encoder bias = 0. Instances whose latents are all alive are left as they are; where every input is
+        reconstructed exactly (all losses 0), there is nothing to prefer and the inputs are sampled uniformly."""
         dead = (frac_active_in_window == 0).all(dim=0)  # [inst d_sae]
         h = self.generate_batch(batch_size)
         squared_loss = self.forward(h)[0]["L_reconstruction"].pow(2)  # [batch inst]
         for inst in range(self.cfg.n_inst):
             latents = dead[inst].nonzero().squeeze(-1)
-            if len(latents) == 0 or squared_loss[:, inst].max() <= 0:
+            if len(latents) == 0:
                 continue
-            chosen = t.multinomial(squared_loss[:, inst], len(latents), replacement=True)
+            weights = squared_loss[:, inst] if squared_loss[:, inst].max() > 0 else t.ones_like(squared_loss[:, inst])
+            chosen = t.multinomial(weights, len(latents), replacement=True)
             directions = F.normalize(h[chosen, inst] - self.b_dec[inst], dim=-1)  # [n_dead d_in]
             alive = ~dead[inst]
             encoder_norm = self.W_enc[inst][:, alive].norm(dim=0).mean() if alive.any() else t.tensor(1.0)

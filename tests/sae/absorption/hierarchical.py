@@ -1,4 +1,4 @@
-"""Checks for chapter 2, section 6 (feature absorption), with their catalogues of mistakes.
+"""Checks for `sae.hierarchical_features` (row 31), with its catalogue of mistakes and its alternatives.
 
 `generate_hierarchical_batch` is random, so its check tests a distribution, on one large call with magnitudes on
 [0.25, 1] and one small call with the default magnitude 1: exactly (a child never appears without its parent; values
@@ -8,17 +8,17 @@ are present (Chernoff bounds), independence of the parent from the other feature
 other, across instances and across the batch, uniform magnitudes (Kolmogorov–Smirnov) and independent magnitudes of
 parent and child (Hoeffding). When a test fails, the verdict works out which known mistake explains the data.
 
-`absorption_rate` is deterministic. It is probed on activations with exact zeros, tiny positive values and large
-ones, a parent latent that differs between instances, masks with parent-only, child-only (without the parent:
-masks need not come from hierarchical data), both and neither inputs, an instance with no parent+child input (NaN),
-and a single instance.
+Kit properties: 1 (every probability at a value of its own, `magnitude_min` at its default and at 0.25, `n_other` at
+3, 1, 2 and 0), 3 (every frequency is tested per instance, and instances against each other) and 6 (a batch of 7;
+`n_other=0`, no other feature: shape [batch, inst, 2]) apply; 2, 4 and 5 do not (no SAE, nothing differentiable, no
+parameters).
 """
 
 import einops
 import torch as t
 from torch import Tensor
 
-from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, expect_close, mistake_outputs, raised
+from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, raised
 from tests.stats import Budget
 from tests.tms.common import explained_by
 
@@ -32,6 +32,7 @@ BIG = dict(batch_size=20_000, n_inst=3, p_parent=0.3, p_child_given_parent=0.45,
 MAGNITUDE_MIN = 0.25
 SMALL = dict(batch_size=2_000, n_inst=2, p_parent=0.5, p_child_given_parent=0.7, p_other=0.15, n_other=1)
 TINY = dict(batch_size=7, n_inst=2, p_parent=0.5, p_child_given_parent=0.5, p_other=0.5, n_other=2)
+NO_OTHERS = dict(batch_size=50, n_inst=2, p_parent=0.5, p_child_given_parent=0.5, p_other=0.3, n_other=0)
 ZERO_MAGNITUDE_SLACK = 0  # magnitudes are ≥ 0.25 in the large call, so a present feature is never 0
 
 HINT_SHAPE = (
@@ -80,6 +81,10 @@ HINT_SHARED_MAGNITUDE = (
     "The parent and the child are present together, but each has its own magnitude: draw one t.rand per feature, "
     "not one shared by the parent and its child"
 )
+HINT_NO_OTHERS = (
+    "With `n_other=0` there is no other feature: return [batch_size, n_inst, 2]. Draw the other features as one "
+    "tensor of shape [batch_size, n_inst, n_other] (`t.stack` or `t.cat` of an empty list raises)"
+)
 HINT_MAGNITUDES_ACROSS = "Every feature needs its own magnitude: the other features share theirs in yours"
 
 # parent 3, child 3, others 9, parent–other 9, other pairs 6, instances 8, batch 12, KS 3, magnitude pairs 2
@@ -93,6 +98,7 @@ def probe_generate_hierarchical_batch(generate_hierarchical_batch, context: Cont
             "default": attempt(lambda: generate_hierarchical_batch(*SMALL.values())),
             "tiny": attempt(lambda: generate_hierarchical_batch(**TINY)),
             "tiny_again": attempt(lambda: generate_hierarchical_batch(**TINY)),
+            "no_others": attempt(lambda: generate_hierarchical_batch(**NO_OTHERS)),
         }
 
 
@@ -145,6 +151,10 @@ def verdict_generate_hierarchical_batch(results: dict, context: Context) -> None
         raise CheckFailed(HINT_FRESH + ".")
     check_child_with_parent(batch, BIG, big_call)
     check_child_with_parent(default, SMALL, "the call with the default magnitudes")
+    if (message := raised(results["no_others"])) is not None:
+        raise CheckFailed(f"{HINT_NO_OTHERS}; generate_hierarchical_batch(**{NO_OTHERS}) raised {message}.")
+    no_others = read_batch(results["no_others"], NO_OTHERS, f"generate_hierarchical_batch(**{NO_OTHERS})")
+    check_child_with_parent(no_others, NO_OTHERS, "the call with n_other=0")
 
     tests = Budget(HIERARCHY_BUDGET)
     n, n_inst = batch.shape[:2]
@@ -327,6 +337,16 @@ def hier_fixed_seed(batch_size, n_inst, p_parent, p_child_given_parent, p_other,
     return assemble(parent, child, t.rand((batch_size, n_inst, n_other)) < p_other, magnitude_min)
 
 
+def hier_others_stacked_one_by_one(
+    batch_size, n_inst, p_parent, p_child_given_parent, p_other, n_other, magnitude_min=1.0
+):
+    # kind 6: one draw per other feature, stacked: fine for n_other ≥ 1, raises for n_other = 0
+    parent = t.rand((batch_size, n_inst)) < p_parent
+    child = parent & (t.rand((batch_size, n_inst)) < p_child_given_parent)
+    others = t.stack([t.rand((batch_size, n_inst)) < p_other for _ in range(n_other)], dim=-1)
+    return assemble(parent, child, others, magnitude_min)
+
+
 HIERARCHY_MISTAKES = [
     Mistake(hier_child_independent_of_parent, HINT_CHILD_INDEPENDENT),
     Mistake(hier_child_with_marginal_probability, HINT_CHILD_MARGINAL),
@@ -342,6 +362,7 @@ HIERARCHY_MISTAKES = [
     Mistake(hier_default_uniform_magnitudes, HINT_DEFAULT),
     Mistake(hier_two_others_always, HINT_SHAPE),
     Mistake(hier_fixed_seed, HINT_FRESH),
+    Mistake(hier_others_stacked_one_by_one, HINT_NO_OTHERS),
 ]
 
 
@@ -359,6 +380,15 @@ def hier_child_drawn_everywhere_then_masked(
     return x
 
 
+def hier_child_from_parent_uniform(
+    batch_size, n_inst, p_parent, p_child_given_parent, p_other, n_other, magnitude_min=1.0
+):
+    # one uniform for the pair: parent where u < p, child where u < p · q (so P(child | parent) = q, never without it)
+    u = t.rand((batch_size, n_inst))
+    parent, child = u < p_parent, u < p_parent * p_child_given_parent
+    return assemble(parent, child, t.rand((batch_size, n_inst, n_other)) < p_other, magnitude_min)
+
+
 def hier_with_bernoulli_and_einops(
     batch_size, n_inst, p_parent, p_child_given_parent, p_other, n_other, magnitude_min=1.0
 ):
@@ -369,246 +399,21 @@ def hier_with_bernoulli_and_einops(
     return present * (magnitude_min + (1 - magnitude_min) * t.rand_like(present))
 
 
-# ------------------------------------------------------------------------------------------- absorption_rate
-
-N_INST, BATCH, D_SAE = 4, 40, 5
-EMPTY_INSTANCE = 2  # has no input with both parent and child: its rate is NaN
-
-
-def rate_case(context: Context) -> dict[str, Tensor]:
-    """Activations with exact zeros, tiny and large positive values; masks with every combination of the two."""
-    g = context.generator(70)
-    acts = t.rand((BATCH, N_INST, D_SAE), generator=g) * 2
-    acts[t.rand(acts.shape, generator=g) < 0.45] = 0.0
-    tiny = t.rand(acts.shape, generator=g) < 0.15
-    acts[tiny] = 1e-3 * (1 + t.rand(acts.shape, generator=g)[tiny])
-    parent_latent = t.randperm(D_SAE, generator=g)[:N_INST]
-    kind = t.randint(0, 4, (BATCH, N_INST), generator=g)  # 0 neither, 1 parent only, 2 child only, 3 both
-    kind[:4] = t.tensor([3, 1, 2, 0])[:, None]  # every kind in every instance
-    kind[4:8] = 3  # enough parent+child inputs to tell the mistakes apart
-    kind[8:16] = 1  # parent-only inputs on which the parent's latent is silent (below): more silent than both
-    kind[:, EMPTY_INSTANCE] = t.where(kind[:, EMPTY_INSTANCE] == 3, 1, kind[:, EMPTY_INSTANCE])
-    instances = t.arange(N_INST)
-    acts[:, 1:, parent_latent[0]] = 0.5 + t.rand((BATCH, N_INST - 1), generator=g)  # another instance's latent fires
-    acts[4, instances, parent_latent] = 0.0  # silent on a parent+child input
-    acts[5, instances, parent_latent] = 2e-3  # barely firing: still firing
-    acts[6, instances, parent_latent] = 1.5
-    acts[7] = 1.0
-    acts[7, instances, parent_latent] = 0.0  # silent where every other latent fires
-    acts[8:16, instances, parent_latent] = 0.0
-    return {
-        "acts": acts,
-        "parent_latent": parent_latent,
-        "child_present": (kind == 2) | (kind == 3),
-        "parent_present": (kind == 1) | (kind == 3),
-    }
-
-
-def probe_absorption_rate(absorption_rate, context: Context) -> dict:
-    case = {name: value.to(context.device) for name, value in rate_case(context).items()}
-    single = {name: value[:, 1:2] if value.dim() > 1 else value[1:2] for name, value in case.items()}
-    return {
-        "rate": attempt(lambda: absorption_rate(**case)),
-        "single": attempt(lambda: absorption_rate(**single)),
-        "after": case,
-    }
-
-
-def parent_acts(acts, parent_latent):
-    return acts[:, t.arange(acts.shape[1]), parent_latent]
-
-
-def rate_over_parent_inputs(acts, parent_latent, child_present, parent_present):
-    silent = parent_acts(acts, parent_latent) == 0
-    return (silent & parent_present).sum(0) / parent_present.sum(0)
-
-
-def rate_over_child_inputs(acts, parent_latent, child_present, parent_present):
-    silent = parent_acts(acts, parent_latent) == 0
-    return (silent & child_present).sum(0) / child_present.sum(0)
-
-
-def rate_of_firing(acts, parent_latent, child_present, parent_present):
-    both = child_present & parent_present
-    return ((parent_acts(acts, parent_latent) > 0) & both).sum(0) / both.sum(0)
-
-
-def rate_with_threshold(acts, parent_latent, child_present, parent_present):
-    both = child_present & parent_present
-    return ((parent_acts(acts, parent_latent) < 0.01) & both).sum(0) / both.sum(0)
-
-
-def rate_averaged_over_instances(acts, parent_latent, child_present, parent_present):
-    both = child_present & parent_present
-    return (((parent_acts(acts, parent_latent) == 0) & both).sum(0) / both.sum(0)).nanmean()
-
-
-def rate_over_the_instance_axis(acts, parent_latent, child_present, parent_present):
-    both = child_present & parent_present
-    return ((parent_acts(acts, parent_latent) == 0) & both).sum(1) / both.sum(1)
-
-
-def rate_first_instance_latent(acts, parent_latent, child_present, parent_present):
-    both = child_present & parent_present
-    return ((acts[..., parent_latent[0]] == 0) & both).sum(0) / both.sum(0)
-
-
-def rate_over_all_inputs(acts, parent_latent, child_present, parent_present):
-    both = child_present & parent_present
-    return ((parent_acts(acts, parent_latent) == 0) & both).float().mean(0)
-
-
-def rate_zero_when_undefined(acts, parent_latent, child_present, parent_present):
-    both = child_present & parent_present
-    return (((parent_acts(acts, parent_latent) == 0) & both).sum(0) / both.sum(0)).nan_to_num(0.0)
-
-
-def rate_among_silent_inputs(acts, parent_latent, child_present, parent_present):
-    silent = parent_acts(acts, parent_latent) == 0
-    return (silent & child_present & parent_present).sum(0) / silent.sum(0)
-
-
-def rate_child_without_parent(acts, parent_latent, child_present, parent_present):
-    inputs = child_present & ~parent_present
-    return ((parent_acts(acts, parent_latent) == 0) & inputs).sum(0) / inputs.sum(0)
-
-
-HINT_PARENT_INPUTS = (
-    "Count only the inputs where both the parent and the child are present (`child_present & parent_present`), not "
-    "every input with the parent: on parent-only inputs the parent's latent should fire"
+EXERCISE = Exercise(
+    id="sae.hierarchical_features",
+    name="generate_hierarchical_batch",
+    signature=("batch_size", "n_inst", "p_parent", "p_child_given_parent", "p_other", "n_other"),
+    title="a parent feature and a child that only occurs with it",
+    difficulty=2,
+    importance=3,
+    minutes="10-15",
+    reference_path=f"{MODULE}:generate_hierarchical_batch",
+    probe=probe_generate_hierarchical_batch,
+    verdict=verdict_generate_hierarchical_batch,
+    mistakes=HIERARCHY_MISTAKES,
+    alternatives=[
+        hier_child_drawn_everywhere_then_masked,
+        hier_with_bernoulli_and_einops,
+        hier_child_from_parent_uniform,
+    ],
 )
-HINT_CHILD_INPUTS = (
-    "Count only the inputs where both the parent and the child are present: `child_present & parent_present`. The "
-    "masks can have the child without the parent, and those inputs do not count"
-)
-HINT_FIRING = "The rate counts the inputs where the parent's latent is *silent* (activation 0), not where it fires"
-HINT_THRESHOLD = (
-    "A latent is silent only when its activation is exactly 0 (`acts == 0`, or `<= 0`): a small positive activation "
-    "is still firing, so don't use a threshold"
-)
-HINT_ONE_PER_INSTANCE = "Return one rate per instance, shape [inst]: don't average over the instances"
-HINT_AXIS = "Count over the batch axis (dim 0) for every instance, giving [inst]: yours reduces over the instances"
-HINT_LATENT_PER_INSTANCE = (
-    "Every instance has its own parent latent: instance i reads `acts[:, i, parent_latent[i]]` (e.g. "
-    "`acts[:, t.arange(n_inst), parent_latent]`), not the first instance's latent for all"
-)
-HINT_DENOMINATOR = "Divide by the number of parent+child inputs of the instance, not by the batch size"
-HINT_NAN = (
-    "An instance with no parent+child input has no rate: return NaN there (0 / 0), not 0, which would claim that "
-    "nothing was absorbed"
-)
-HINT_CONDITION = (
-    "The rate is P(parent's latent silent | parent and child present): divide by the parent+child inputs, not by "
-    "the inputs where the latent is silent"
-)
-HINT_CHILD_ONLY = "Count the inputs where the child *and* the parent are present, not those with the child alone"
-
-RATE_MISTAKES = [
-    Mistake(rate_over_parent_inputs, HINT_PARENT_INPUTS),
-    Mistake(rate_over_child_inputs, HINT_CHILD_INPUTS),
-    Mistake(rate_of_firing, HINT_FIRING),
-    Mistake(rate_with_threshold, HINT_THRESHOLD),
-    Mistake(rate_averaged_over_instances, HINT_ONE_PER_INSTANCE),
-    Mistake(rate_over_the_instance_axis, HINT_AXIS),
-    Mistake(rate_first_instance_latent, HINT_LATENT_PER_INSTANCE),
-    Mistake(rate_over_all_inputs, HINT_DENOMINATOR),
-    Mistake(rate_zero_when_undefined, HINT_NAN),
-    Mistake(rate_among_silent_inputs, HINT_CONDITION),
-    Mistake(rate_child_without_parent, HINT_CHILD_ONLY),
-]
-
-
-def same_with_nans(got: Tensor, expected: Tensor) -> bool:
-    return bool(t.equal(got.isnan(), expected.isnan()) and t.allclose(got.nan_to_num(-1.0), expected.nan_to_num(-1.0)))
-
-
-def judge_rate(got, expected: Tensor, what: str, outputs: dict, hints: dict) -> None:
-    if (message := raised(got)) is not None:
-        raise CheckFailed(f"{what} raised {message}")
-    if not isinstance(got, Tensor):
-        raise CheckFailed(f"{what} should return a tensor of shape [inst], got {type(got).__name__}.")
-    n_inst = expected.shape[0]
-    if got.dim() == 0:
-        raise CheckFailed(f"{what} returned a single number. {HINT_ONE_PER_INSTANCE}.")
-    if tuple(got.shape) == (BATCH,) and n_inst != BATCH:
-        raise CheckFailed(f"{what} returned shape {tuple(got.shape)}. {HINT_AXIS}.")
-    if tuple(got.shape) != (n_inst,):
-        raise CheckFailed(f"{what} should return shape (inst,) = ({n_inst},), got {tuple(got.shape)}.")
-    if not got.is_floating_point():
-        raise CheckFailed(f"{what} should return a float tensor (a fraction), got {got.dtype}.")
-    got = got.float()
-    if same_with_nans(got, expected):
-        return
-    for name, output in outputs.items():
-        if isinstance(output, Tensor) and output.shape == got.shape and same_with_nans(got, output.float()):
-            raise CheckFailed(f"{what} is wrong. {hints[name]}.")
-    if expected.isnan().any() and not got.isnan()[expected.isnan()].all():
-        raise CheckFailed(f"{what} is wrong. {HINT_NAN}.")
-    expect_close(got.nan_to_num(-1.0), expected.nan_to_num(-1.0), what)
-
-
-def verdict_absorption_rate(results: dict, context: Context) -> None:
-    from solutions.sae.absorption import absorption_rate
-
-    case = rate_case(context)
-    if not all(t.equal(results["after"][name], value) for name, value in case.items()):
-        raise CheckFailed("absorption_rate changed its inputs in place; compute new tensors instead.")
-    expected = absorption_rate(**case)
-    assert expected.isnan()[EMPTY_INSTANCE] and not expected.isnan().sum() > 1, "own case"
-    outputs, hints = mistake_outputs(RATE_MISTAKES, lambda impl: impl(**case))
-    judge_rate(results["rate"], expected, "absorption_rate(acts, parent_latent, child_present, parent_present)",
-               outputs, hints)  # fmt: skip
-    single = {name: value[:, 1:2] if value.dim() > 1 else value[1:2] for name, value in case.items()}
-    outputs, hints = mistake_outputs(RATE_MISTAKES, lambda impl: impl(**single))
-    judge_rate(results["single"], absorption_rate(**single), "absorption_rate on one instance", outputs, hints)
-
-
-def rate_with_loops(acts, parent_latent, child_present, parent_present):
-    rates = []
-    for i in range(acts.shape[1]):
-        silent = both = 0
-        for b in range(acts.shape[0]):
-            if child_present[b, i] and parent_present[b, i]:
-                both += 1
-                silent += int(acts[b, i, parent_latent[i]] == 0)
-        rates.append(silent / both if both else float("nan"))
-    return t.tensor(rates)
-
-
-def rate_with_gather_and_one_hot(acts, parent_latent, child_present, parent_present):
-    one_hot = t.nn.functional.one_hot(parent_latent, acts.shape[-1]).to(acts.dtype)  # [inst d_sae]
-    latent = einops.einsum(acts, one_hot, "batch inst d_sae, inst d_sae -> batch inst")
-    both = (child_present & parent_present).float()
-    return ((latent <= 0).float() * both).sum(0) / both.sum(0)
-
-
-EXERCISES = [
-    Exercise(
-        id="sae.hierarchical_features",
-        name="generate_hierarchical_batch",
-        signature=("batch_size", "n_inst", "p_parent", "p_child_given_parent", "p_other", "n_other"),
-        title="a parent feature and a child that only occurs with it",
-        difficulty=2,
-        importance=3,
-        minutes="10-15",
-        reference_path=f"{MODULE}:generate_hierarchical_batch",
-        probe=probe_generate_hierarchical_batch,
-        verdict=verdict_generate_hierarchical_batch,
-        mistakes=HIERARCHY_MISTAKES,
-        alternatives=[hier_child_drawn_everywhere_then_masked, hier_with_bernoulli_and_einops],
-    ),
-    Exercise(
-        id="sae.absorption_rate",
-        name="absorption_rate",
-        signature=("acts", "parent_latent", "child_present", "parent_present"),
-        title="how often the parent's latent is silent when the child is present",
-        difficulty=2,
-        importance=4,
-        minutes="10-15",
-        reference_path=f"{MODULE}:absorption_rate",
-        probe=probe_absorption_rate,
-        verdict=verdict_absorption_rate,
-        mistakes=RATE_MISTAKES,
-        alternatives=[rate_with_loops, rate_with_gather_and_one_hot],
-    ),
-]
