@@ -167,3 +167,35 @@ def test_an_einsum_that_does_not_fit_is_explained():
     context = Context()
     with pytest.raises(CheckFailed, match="einsum whose pattern does not fit"):
         judge(exercise, run_probe(exercise, Learner, context), context)
+
+
+# ------------------------------------------------------------- 5, in section 2.5: parameters from an __init__
+
+
+def test_a_variant_whose_init_shares_a_parameter_between_two_names_is_told_so():
+    """ARENA-style learners write the variants' __init__ themselves: `self.b_gate = self.b_mag = nn.Parameter(...)`
+    makes one parameter of two, which the values alone report as numbers."""
+    exercise = EXERCISES["sae.gated"]
+
+    class Learner(exercise.reference):
+        def __init__(self, cfg, model):
+            super().__init__(cfg, model)
+            self.b_mag = self.b_gate
+
+    context = Context()
+    with pytest.raises(CheckFailed, match="`b_gate` and `b_mag` share memory|`b_mag` and `b_gate` share memory"):
+        judge(exercise, run_probe(exercise, Learner, context), context)
+
+
+def test_an_untied_variant_whose_decoder_is_a_view_of_its_encoder_is_told_so():
+    exercise = EXERCISES["sae.jumprelu"]
+
+    class Learner(exercise.reference):
+        def __init__(self, cfg, model):
+            super().__init__(cfg, model)
+            if not cfg.tied_weights:  # "the decoder starts as the encoder transposed", without a copy
+                self._W_dec = nn.Parameter(self.W_enc.detach().transpose(-1, -2))
+
+    context = Context()
+    with pytest.raises(CheckFailed, match="share memory"):
+        judge(exercise, run_probe(exercise, Learner, context), context)

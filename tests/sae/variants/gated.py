@@ -92,6 +92,7 @@ def verdict_gated(results: dict, context: Context) -> None:
         parameters = gated_parameters(fields)
         sae, h = build_gated(GatedToySAE, context, fields)
         check_input_untouched(r, h)
+        judge_parameters(r)
         expected = run_forward(sae, sae, h, parameters)
         sae, h = build_gated(GatedToySAE, context, fields)
         # accepted too: AuxK's squared error summed over d_in; and ReLU(π_gate) written as a clamp, whose gradient at
@@ -103,8 +104,6 @@ def verdict_gated(results: dict, context: Context) -> None:
         chosen = choose_reference(r, accepted, GATED_TERMS, decoder_rows(sae, tied))
         mistaken = mistaken_runs(GATED_MISTAKES, lambda: build_gated(GatedToySAE, context, fields), parameters)
         judge_runs(r, chosen, mistaken, hints, what, GATED_TERMS, decoder_rows(sae, tied))
-    for label, _ in GATED_FAMILY:
-        judge_parameters(results[label])
 
 
 def gated_forward(

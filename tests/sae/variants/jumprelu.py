@@ -110,14 +110,13 @@ def verdict_jumprelu(results: dict, context: Context) -> None:
         r, what = results[label], f"forward ({'tied' if tied else 'untied'} weights){setting(label)}"
         sae, h = build_jumprelu(JumpReLUToySAE, context, fields)
         check_input_untouched(r, h)
+        judge_parameters(r)
         expected = run_forward(sae, sae, h, parameters)
         mistaken = mistaken_runs(JUMPRELU_MISTAKES, lambda: build_jumprelu(JumpReLUToySAE, context, fields), parameters)
         judge_runs(
             r, expected, mistaken, hints, what, JUMP_TERMS, decoder_rows(sae, tied),
             after_outputs="if sae.jumprelu_autograd does not pass yet, make it pass first",
         )  # fmt: skip
-    for label, _ in JUMP_FAMILY:
-        judge_parameters(results[label])
 
 
 def jumprelu_forward(

@@ -111,6 +111,7 @@ def verdict_topk(results: dict, context: Context) -> None:
         what = f"forward ({'tied' if tied else 'untied'} weights, {case_words(layout)}){setting(label)}"
         sae, h = build_topk(TopKToySAE, context, layout, fields)
         check_input_untouched(r, h)
+        judge_parameters(r)
         expected = run_forward(sae, sae, h, parameters)
         alternatives = [expected]  # AuxK's squared error averaged over d_in, or summed: both are accepted
         sae, h = build_topk(TopKToySAE, context, layout, fields)
@@ -120,8 +121,6 @@ def verdict_topk(results: dict, context: Context) -> None:
         chosen = choose_reference(r, alternatives, TOPK_TERMS, decoder_rows(sae, tied))
         mistaken = mistaken_runs(TOPK_MISTAKES, lambda: build_topk(TopKToySAE, context, layout, fields), parameters)
         judge_runs(r, chosen, mistaken, hints, what, TOPK_TERMS, decoder_rows(sae, tied))
-    for label, layout, _ in TOPK_FAMILY:
-        judge_parameters(results[f"{layout}|{label}"])
 
 
 def case_words(case: str) -> str:
