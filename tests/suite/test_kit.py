@@ -199,3 +199,39 @@ def test_an_untied_variant_whose_decoder_is_a_view_of_its_encoder_is_told_so():
     context = Context()
     with pytest.raises(CheckFailed, match="share memory"):
         judge(exercise, run_probe(exercise, Learner, context), context)
+
+
+# ------------------------------------------------------------- 7, in section 2.5: the functions a forward pass uses
+
+
+LEARNER_NOTEBOOK = """
+import torch as t
+from solutions.sae.variants import JumpReLUToySAE as Given, Heaviside as RightHeaviside, JumpReLU
+
+
+class Heaviside(t.autograd.Function):  # fires at z = θ: `>=` where the step is strict
+    @staticmethod
+    def forward(ctx, z, theta, eps):
+        ctx.save_for_backward(z, theta)
+        ctx.eps = eps
+        return (z >= theta).float()
+
+    backward = RightHeaviside.backward
+
+
+class JumpReLUToySAE(Given):
+    def loss_terms(self, h, pre_activations, acts, h_reconstructed):
+        l0 = Heaviside.apply(t.relu(pre_activations), self.theta, self.cfg.ste_epsilon).sum(-1)
+        return {"L_reconstruction": self.reconstruction_loss(h, h_reconstructed), "L_sparsity": l0}
+"""
+
+
+def test_a_jumprelu_sae_that_fails_because_of_the_learners_heaviside_says_to_fix_that_first():
+    """The learner's `JumpReLUToySAE` is right, but the `Heaviside` it calls (a global of its notebook) is not."""
+    import types
+
+    notebook = types.ModuleType("__main__")
+    exec(compile(LEARNER_NOTEBOOK, "<notebook>", "exec"), notebook.__dict__)
+    exercise, context = EXERCISES["sae.jumprelu"], Context()
+    with pytest.raises(CheckFailed, match=r"(?s)fails because your `Heaviside` and `JumpReLU`.*fix them first.*z > θ"):
+        judge(exercise, run_probe(exercise, notebook.JumpReLUToySAE, context), context)

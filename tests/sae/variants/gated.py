@@ -124,10 +124,12 @@ def gated_forward(
     decoder: str = "normalized",
     gate_open_at_zero: bool = False,
     relu: str = "relu",
+    r_mag_of_instance_0: bool = False,
 ):
     """The reference gated forward pass with one step changed, for the mistakes below."""
     h_in = h - self.b_dec if centre else h
-    W_mag = self.W_gate * (self.r_mag.exp() if exp else self.r_mag)[:, None, :]
+    scales = self.r_mag.exp() if exp else self.r_mag
+    W_mag = self.W_gate * (scales[0] if r_mag_of_instance_0 else scales[:, None, :])
     pi_gate = einops.einsum(h_in, self.W_gate, "b i d, i d s -> b i s") + self.b_gate
     pi_mag = einops.einsum(h_in, W_mag, "b i d, i d s -> b i s") + (self.b_gate if shared_bias else self.b_mag)
     if swapped:
@@ -218,6 +220,10 @@ def gated_gate_open_at_zero(self, h):
     return gated_forward(self, h, gate_open_at_zero=True)
 
 
+def gated_r_mag_of_instance_0(self, h):
+    return gated_forward(self, h, r_mag_of_instance_0=True)
+
+
 def gated_renormalises_decoder_with_a_new_parameter(self, h):
     if not self.cfg.tied_weights:  # "keep the rows at unit norm": a new parameter the optimiser does not hold
         self._W_dec = nn.Parameter(self.W_dec_normalized.detach())
@@ -268,6 +274,11 @@ GATED_MISTAKES += [
     Mistake(
         gated_gate_open_at_zero,
         "A gate is open only when π_gate > 0, strictly: `(π_gate > 0)`, not `>= 0` (a gate exactly at 0 stays shut)",
+    ),
+    Mistake(
+        gated_r_mag_of_instance_0,
+        "r_mag is [inst d_sae]: every instance scales its own latents, so W_mag = W_gate * exp(r_mag)[:, None, :] "
+        "(one row per instance, broadcast over d_in), not instance 0's scales for all",
     ),
     Mistake(gated_renormalises_decoder_with_a_new_parameter, HINT_REPLACED.format(name="_W_dec", what="`forward`")),
 ]

@@ -5,10 +5,10 @@ import torch as t
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tests.harness import Context, Mistake
+from tests.harness import CheckFailed, Context, Mistake
 from tests.kit import HINT_REPLACED, config_family, setting
 from tests.sae.common import D_IN, D_SAE, N_INST, ProbeToyModel, build_sae, sae_config, set_parameters
-from tests.sae.variants.autograd import make_functions
+from tests.sae.variants.autograd import make_functions, probe_autograd, verdict_autograd
 from tests.sae.variants.forward import (
     BATCH,
     HINT_EPS_HARD_CODED,
@@ -93,17 +93,69 @@ def jumprelu_parameters(fields: dict) -> tuple[str, ...]:
     return tuple(p for p in JUMP_PARAMETERS if not (fields["tied_weights"] and p == "_W_dec"))
 
 
+def learner_autograd(cls: type) -> tuple[type, type] | None:
+    """The `Heaviside` and `JumpReLU` that the learner's methods call: the globals of the module their code runs in
+    (the notebook's `__main__`, in a notebook and in the grader), when both are autograd functions there."""
+    for klass in cls.__mro__:
+        for member in vars(klass).values():
+            namespace = getattr(getattr(member, "fget", member), "__globals__", None)
+            if not isinstance(namespace, dict) or str(namespace.get("__name__")).startswith(("solutions.", "tests.")):
+                continue
+            found = tuple(namespace.get(name) for name in ("Heaviside", "JumpReLU"))
+            if all(isinstance(f, type) and issubclass(f, t.autograd.Function) for f in found):
+                return found
+    return None
+
+
 def probe_jumprelu(JumpReLUToySAE: type, context: Context) -> dict:
     results = {}
     for label, fields in JUMP_FAMILY:
         sae, h = build_jumprelu(JumpReLUToySAE, context, fields)
         results[label] = run_learner(sae, h, jumprelu_parameters(fields))
+    if (functions := learner_autograd(JumpReLUToySAE)) is not None:
+        try:  # judged only if this check fails: were the learner's Heaviside and JumpReLU the cause?
+            results["autograd"] = {"status": "ok"} | probe_autograd(functions, context)
+        except NotImplementedError:
+            results["autograd"] = {"status": "not_implemented"}
+        except Exception as error:
+            results["autograd"] = {"status": "error", "message": f"{type(error).__name__}: {error}"}
     return results
+
+
+def blame_autograd(results: dict, context: Context) -> None:
+    """After this check failed: if the learner's `Heaviside` or `JumpReLU` is wrong too, say to fix that first."""
+    autograd = results.get("autograd")
+    if not isinstance(autograd, dict):
+        return
+    first = "fix them first (exercise sae.jumprelu_autograd), then re-run this check"
+    if autograd.get("status") == "not_implemented":
+        raise CheckFailed(f"your forward uses `Heaviside` and `JumpReLU`, which are not implemented yet: {first}.")
+    if autograd.get("status") == "error":
+        raise CheckFailed(
+            f"your forward uses `Heaviside` and `JumpReLU`, which raise {autograd.get('message')}: {first}."
+        )
+    try:
+        verdict_autograd({k: v for k, v in autograd.items() if k != "status"}, context)
+    except CheckFailed as failure:
+        raise CheckFailed(
+            "forward fails because your `Heaviside` and `JumpReLU`, which it uses, are not right yet: "
+            f"{first}. check('sae.jumprelu_autograd', Heaviside, JumpReLU) says:\n  {failure}"
+        ) from None
+    except Exception:  # results that cannot be judged blame nothing
+        return
 
 
 def verdict_jumprelu(results: dict, context: Context) -> None:
     from solutions.sae.variants import JumpReLUToySAE
 
+    try:
+        judge_jumprelu(results, context, JumpReLUToySAE)
+    except CheckFailed:
+        blame_autograd(results, context)
+        raise
+
+
+def judge_jumprelu(results: dict, context: Context, JumpReLUToySAE: type) -> None:
     hints = {mistake.name: mistake.hint for mistake in JUMPRELU_MISTAKES}
     for label, fields in JUMP_FAMILY:
         tied, parameters = fields["tied_weights"], jumprelu_parameters(fields)
