@@ -72,6 +72,9 @@ def run_forward(sae: nn.Module, forward: Callable[[Tensor], Any], h: Tensor, par
     return {"terms": dict(loss_dict), **outputs, "h_after": h, "flags": flags} | grads
 
 
+LR = 0.25  # the one SGD step's learning rate: a parameter it misses stays put, one it moves twice lands elsewhere
+
+
 def run_learner(sae: nn.Module, h: Tensor, parameters: tuple[str, ...]) -> dict:
     """`run_forward` of the learner's SAE as the training loop calls it, with who its parameters are before and after
     (the same objects, each with its own memory) and one step of an optimiser built before the forward pass."""
@@ -85,9 +88,6 @@ def run_learner(sae: nn.Module, h: Tensor, parameters: tuple[str, ...]) -> dict:
     return run
 
 
-LR = 0.25
-
-
 def judge_parameters(run: dict) -> None:
     """The learner's forward pass kept every trainable parameter (the frozen toy model's are not the SAE's)."""
     own = lambda record: {k: v for k, v in record.items() if not k.startswith("model.")}  # noqa: E731
@@ -95,7 +95,7 @@ def judge_parameters(run: dict) -> None:
     if not isinstance(records, dict):
         return
     before, after = ({key: own(value) for key, value in records[which].items()} for which in ("before", "after"))
-    expect_parameters_kept(before, after, own(records["stepped"] | {}), "`forward`", LR)
+    expect_parameters_kept(before, after, own(records["stepped"]), "`forward`", LR)
 
 
 AXES = {"acts": "batch inst d_sae", "h_reconstructed": "batch inst d_in"}
