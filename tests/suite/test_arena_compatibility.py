@@ -16,7 +16,9 @@ from solutions.sae import JumpReLUToySAEConfig, ToySAE, ToySAEConfig
 from solutions.sae.toy_sae_experiments import pentagon_model
 from solutions.tms import NeuronComputationModel, NeuronModel, ToyModel, ToyModelConfig
 from tests import check
+from tests.harness import CheckFailed
 from tests.sae.variants import autograd_arena_style
+from tests.sae.variants.forward import HINT_RAW_W_DEC
 from utils.training import per_instance_loss
 
 
@@ -251,11 +253,32 @@ class ArenaJumpReLUToySAE(ArenaSAEBase):
         return loss_dict, loss_dict["L_reconstruction"] + self.cfg.sparsity_coeff * loss_dict["L_sparsity"], acts, h_rec
 
 
+def normalised_when_tied(cls: type) -> type:
+    """ARENA's class with one change: tied, its `W_dec` is the encoder transposed with unit rows (`W_dec_normalized`),
+    as CURRICULUM rows 28 and 30 say a variant decodes; untied, it is ARENA's raw `_W_dec`, untouched."""
+
+    def W_dec(self):
+        if self._W_dec is not None:
+            return self._W_dec
+        encoder = (self.W_gate if cls is ArenaGatedToySAE else self.W_enc).transpose(-1, -2)
+        return encoder / (encoder.norm(dim=-1, keepdim=True) + self.cfg.weight_normalize_eps)
+
+    return type(cls.__name__, (cls,), {"W_dec": property(W_dec)})
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_arena_style_variants_pass_every_check(seed):
-    check("sae.gated", ArenaGatedToySAE, seed=seed)
-    check("sae.jumprelu", ArenaJumpReLUToySAE, seed=seed)
+    """Untied, ARENA's gated and JumpReLU SAEs decode with the raw `W_dec`, whose rows are kept at unit norm: they pass.
+    Tied, they decode with the raw `W_enc`ᵀ (`W_gate`ᵀ), whose rows have free norms: a different model from the
+    contract's (rows 28 and 30), which fails with the hint that names it; changing only that passes every check."""
     check("sae.jumprelu_autograd", ArenaHeaviside, ArenaJumpReLU, seed=seed)
+    for cls, encoder in ((ArenaGatedToySAE, "W_gate"), (ArenaJumpReLUToySAE, "W_enc")):
+        exercise_id = "sae.gated" if cls is ArenaGatedToySAE else "sae.jumprelu"
+        with pytest.raises(CheckFailed) as failure:
+            check(exercise_id, cls, seed=seed)
+        assert "forward (tied weights)" in str(failure.value)  # the untied settings, judged first, passed
+        assert HINT_RAW_W_DEC.format(encoder=encoder) in str(failure.value)
+        check(exercise_id, normalised_when_tied(cls), seed=seed)
 
 
 @pytest.mark.parametrize("cls", [ArenaGatedToySAE, ArenaJumpReLUToySAE], ids=lambda c: c.__name__)

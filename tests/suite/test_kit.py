@@ -191,3 +191,71 @@ def test_plain_sgd_steps_as_torch_sgd_and_misses_a_replaced_parameter():
         expect_parameters_kept({"ids": {}, "spans": {}}, parameter_record(module), stepped, "resampling")
     with pytest.raises(CheckFailed, match="`_W_dec` is a new object"):
         expect_parameters_kept(before, parameter_record(module), stepped, "resampling")
+
+
+# ------------------------------------------------------------- 5, in section 2.5: parameters from an __init__
+
+
+def test_a_variant_whose_init_shares_a_parameter_between_two_names_is_told_so():
+    """ARENA-style learners write the variants' __init__ themselves: `self.b_gate = self.b_mag = nn.Parameter(...)`
+    makes one parameter of two, which the values alone report as numbers."""
+    exercise = EXERCISES["sae.gated"]
+
+    class Learner(exercise.reference):
+        def __init__(self, cfg, model):
+            super().__init__(cfg, model)
+            self.b_mag = self.b_gate
+
+    context = Context()
+    with pytest.raises(CheckFailed, match="`b_gate` and `b_mag` share memory|`b_mag` and `b_gate` share memory"):
+        judge(exercise, run_probe(exercise, Learner, context), context)
+
+
+def test_an_untied_variant_whose_decoder_is_a_view_of_its_encoder_is_told_so():
+    exercise = EXERCISES["sae.jumprelu"]
+
+    class Learner(exercise.reference):
+        def __init__(self, cfg, model):
+            super().__init__(cfg, model)
+            if not cfg.tied_weights:  # "the decoder starts as the encoder transposed", without a copy
+                self._W_dec = nn.Parameter(self.W_enc.detach().transpose(-1, -2))
+
+    context = Context()
+    with pytest.raises(CheckFailed, match="share memory"):
+        judge(exercise, run_probe(exercise, Learner, context), context)
+
+
+# ------------------------------------------------------------- 7, in section 2.5: the functions a forward pass uses
+
+
+LEARNER_NOTEBOOK = """
+import torch as t
+from solutions.sae.variants import JumpReLUToySAE as Given, Heaviside as RightHeaviside, JumpReLU
+
+
+class Heaviside(t.autograd.Function):  # fires at z = θ: `>=` where the step is strict
+    @staticmethod
+    def forward(ctx, z, theta, eps):
+        ctx.save_for_backward(z, theta)
+        ctx.eps = eps
+        return (z >= theta).float()
+
+    backward = RightHeaviside.backward
+
+
+class JumpReLUToySAE(Given):
+    def loss_terms(self, h, pre_activations, acts, h_reconstructed):
+        l0 = Heaviside.apply(t.relu(pre_activations), self.theta, self.cfg.ste_epsilon).sum(-1)
+        return {"L_reconstruction": self.reconstruction_loss(h, h_reconstructed), "L_sparsity": l0}
+"""
+
+
+def test_a_jumprelu_sae_that_fails_because_of_the_learners_heaviside_says_to_fix_that_first():
+    """The learner's `JumpReLUToySAE` is right, but the `Heaviside` it calls (a global of its notebook) is not."""
+    import types
+
+    notebook = types.ModuleType("__main__")
+    exec(compile(LEARNER_NOTEBOOK, "<notebook>", "exec"), notebook.__dict__)
+    exercise, context = EXERCISES["sae.jumprelu"], Context()
+    with pytest.raises(CheckFailed, match=r"(?s)fails because your `Heaviside` and `JumpReLU`.*fix them first.*z > θ"):
+        judge(exercise, run_probe(exercise, notebook.JumpReLUToySAE, context), context)
