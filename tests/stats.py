@@ -73,6 +73,14 @@ def outside(counts: Tensor, n: int | Tensor, probs: Tensor, alpha: float) -> lis
     return bad
 
 
+DIAGNOSIS_ALPHA = 1e-6  # when naming a mistake, how plausible the data must be under it
+
+
+def explained_by(counts: Tensor, n: int, rates: Tensor) -> bool:
+    """Whether the counts are plausible under these rates: used only to name a mistake once a test has failed."""
+    return not outside(counts, n, rates.expand(counts.shape), DIAGNOSIS_ALPHA)
+
+
 def uniform_ks_distance(values: Tensor, low: float, high: float, bins: int = 10_000) -> Tensor:
     """Kolmogorov–Smirnov distance of `values` to U[low, high] at `bins` grid points: never more than the exact
     statistic, so the DKW bound still caps the false-failure rate, and far cheaper than sorting."""

@@ -28,9 +28,13 @@ summed over instances. With r = ∂L/∂ĥ = 2 (ĥ − h) / (B d_in) and g = ∂
 This module belongs to the course's runtime library: it imports nothing from `solutions` or `tests`.
 """
 
+from collections.abc import Callable
+
 import torch as t
 from jaxtyping import Bool, Float
 from torch import Tensor, nn
+
+from utils.batches import sae_batches, sae_features
 
 # How closely the SAE's own autograd gradients must match the hand-written ones, relative to each gradient's largest
 # entry: float32 sums taken in another order differ by ~1e-6 of that; a different loss or forward pass differs by far
@@ -81,25 +85,34 @@ class StandardSAEStep:
         return cls(sae)
 
     @t.no_grad()
-    def hidden_batch(self, batch_size: int) -> Float[Tensor, "batch inst d_in"]:
-        """h = W x on a fresh batch x of the toy model's `generate_batch`: what the standard SAE's `generate_batch`
-        computes, from the same random numbers, but laid out as `gradients` reads it ([inst d_in batch] in memory)."""
-        features = self.sae.model.generate_batch(batch_size)  # [batch inst feats]
-        return t.bmm(self.sae.model.W, features.permute(1, 2, 0)).permute(2, 0, 1)
+    def hidden_batch(
+        self, batch_size: int, features: Callable[[int], Tensor] | None = None
+    ) -> Float[Tensor, "batch inst d_in"]:
+        """h = W x on a fresh batch x of `features` (the toy model's `generate_batch` unless given): what the standard
+        SAE's `generate_batch` computes, from the same random numbers, but laid out as `gradients` reads it ([inst d_in
+        batch] in memory)."""
+        x = (features or self.sae.model.generate_batch)(batch_size)  # [batch inst feats]
+        return t.bmm(self.sae.model.W, x.permute(1, 2, 0)).permute(2, 0, 1)
 
-    def first_batch(self, batch_size: int) -> tuple[Float[Tensor, "batch inst d_in"], bool]:
-        """The SAE's own `sae.generate_batch(batch_size)`, and whether `hidden_batch` draws the same batch from the
-        same state of the random number generator. The generator is left as that one call of the SAE's leaves it,
-        and the SAE's method is called once, as the training loop would: the check changes nothing about training."""
+    def first_batch(
+        self,
+        batch_size: int,
+        draw: Callable[[int], Tensor] | None = None,
+        features: Callable[[int], Tensor] | None = None,
+    ) -> tuple[Float[Tensor, "batch inst d_in"], bool]:
+        """The SAE's batch `draw(batch_size)` (its own `generate_batch` unless given), and whether `hidden_batch` of
+        `features` draws the same batch from the same state of the random number generator. The generator is left as
+        that one draw leaves it, and `draw` is called once, as the training loop would: the check changes nothing
+        about training."""
         device = self.sae.W_enc.device
         before = rng_state(device)
-        own = self.sae.generate_batch(batch_size)
+        own = (draw or self.sae.generate_batch)(batch_size)
         after = rng_state(device)
         same = False
         if isinstance(own, Tensor) and isinstance(getattr(getattr(self.sae, "model", None), "W", None), Tensor):
             set_rng_state(device, before)
             try:
-                ours = self.hidden_batch(batch_size)
+                ours = self.hidden_batch(batch_size, features)
                 same = own.shape == ours.shape and close(ours, own.detach())
             except COULD_NOT_COMPUTE:  # a model unlike ToyModel: no W x
                 same = False
@@ -195,8 +208,10 @@ class Shortcut:
     """What `train_sae` asks of the hand-written step, and when it may use it (never when `enabled` is False).
 
     `batch(step)` gives each step's data: the SAE's own first batch, then, when `hidden_batch` was seen to draw the
-    same, its batches. `gradients_set(h, log)` sets the gradients for `h` itself (and says which latents fired) on
-    the steps that log nothing, once the SAE's own forward pass and autograd have agreed with it on the first step.
+    same, its batches. (Where `utils.batches.sae_features` finds the toy model drawing as the reference does, both
+    draw the toy model's features with its fast sampler, as `sae_batches` does for any SAE.) `gradients_set(h, log)`
+    sets the gradients for `h` itself (and says which latents fired) on the steps that log nothing, once the SAE's
+    own forward pass and autograd have agreed with it on the first step.
     On a logged step the SAE's own code runs (its values are what the log records), and `check(h, acts, own)` then
     compares the hand-written gradients with its own: at the first disagreement the shortcut is off for good.
     """
@@ -208,13 +223,15 @@ class Shortcut:
             self.step = None
         self.trusted = False
         self.sae, self.batch_size = sae, batch_size
-        self.draw = sae.generate_batch
+        self.features = sae_features(sae)  # None: the SAE's own batches, from its toy model's own draws
+        self.own_draw = sae.generate_batch if self.features is None else sae_batches(sae)
+        self.draw = self.own_draw
 
     def batch(self, step: int) -> Tensor:
         if step == 0 and self.step is not None:
-            first, same = self.step.first_batch(self.batch_size)
+            first, same = self.step.first_batch(self.batch_size, self.draw, self.features)
             if same:
-                self.draw = self.step.hidden_batch
+                self.draw = lambda batch_size: self.step.hidden_batch(batch_size, self.features)
             return first
         return self.draw(self.batch_size)
 
@@ -236,4 +253,4 @@ class Shortcut:
             self.trusted = False
         if not self.trusted:
             self.step = None
-            self.draw = self.sae.generate_batch
+            self.draw = self.own_draw

@@ -29,6 +29,7 @@ import torch as t
 from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
+from utils.batches import toy_batches
 from utils.sae_step import Shortcut
 
 # Below this many elements per batch a second CPU thread costs more in synchronisation than it saves. Measured
@@ -257,7 +258,10 @@ def train_toy_model(
     """Train a toy model: anything with `generate_batch`, `forward`, `calculate_loss(out, batch) -> scalar` and an
     `importance`, on a fresh batch at every step.
 
-    Returns {"step": [n_logs], "loss": [n_logs, inst]}: the loss of every instance on the batch of each logged step.
+    The batches are the model's own, or, when its `generate_batch` draws exactly as section 1.1's reference does, the
+    same distribution from one draw (`utils.batches.toy_batches`: a faster step, and the stream the course's results
+    were measured with). Returns {"step": [n_logs], "loss": [n_logs, inst]}: the loss of every instance on the batch
+    of each logged step.
     """
 
     def objective(batch: Tensor, log: bool) -> tuple[Tensor, dict[str, Tensor] | None]:
@@ -265,9 +269,10 @@ def train_toy_model(
         loss = model.calculate_loss(out, batch)
         return loss, ({"loss": per_instance_loss(model, out, batch)} if log else None)
 
+    draw = toy_batches(model)
     return train(
         objective,
-        lambda step: model.generate_batch(batch_size),
+        lambda step: draw(batch_size),
         AdamW(trainable_parameters(model), weight_decay),
         steps=steps,
         lr=lr,

@@ -33,6 +33,7 @@ from solutions.sae.measuring_recovery import feature_recovery, sae_metrics
 from solutions.sae.toy_sae import ToySAE, ToySAEConfig
 from solutions.sae.toy_sae_experiments import evaluation_loss
 from solutions.tms.superposition import ToyModel, ToyModelConfig
+from utils.batches import seeded_batch, toy_batches
 from utils.sweeps import SeedGrid, SweepResult, train_sweep
 
 N_FEATURES, D_IN = 4, 16
@@ -147,10 +148,7 @@ EXPERIMENTS = {
 @t.no_grad()
 def evaluation_data(sae: ToySAE, batch_size: int = EVALUATION_BATCH, seed: int = 0) -> tuple[Tensor, Tensor]:
     """(features x, hidden activations h) from a seeded stream of their own (training's draws are untouched)."""
-    device = sae.b_dec.device
-    with t.random.fork_rng(devices=[device] if device.type != "cpu" else [], device_type=device.type):
-        t.manual_seed(seed)
-        x = sae.model.generate_batch(batch_size)
+    x = seeded_batch(toy_batches(sae.model), batch_size, seed, sae.b_dec.device)
     return x, einops.einsum(x, sae.model.W, "batch inst feats, inst d_in feats -> batch inst d_in")
 
 

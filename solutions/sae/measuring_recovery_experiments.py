@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from solutions.sae.measuring_recovery import feature_recovery, sae_metrics
 from solutions.sae.toy_sae import ToySAE, ToySAEConfig
 from solutions.sae.toy_sae_experiments import pentagon_model
+from utils.batches import seeded_batch, toy_batches
 
 EVALUATION_BATCH = 1 << 14  # inputs per instance for every metric (the count the metric definitions are quoted at)
 
@@ -28,10 +29,8 @@ def true_features(model: nn.Module) -> Float[Tensor, "inst feats d_in"]:
 def evaluation_batch(sae: nn.Module, batch_size: int = EVALUATION_BATCH, seed: int = 0) -> tuple[Tensor, Tensor]:
     """(features x, hidden activations h) of a batch from the SAE's toy model, drawn from a seeded stream of its own,
     so that evaluating never changes what training draws next."""
-    device = sae.b_dec.device
-    with t.random.fork_rng(devices=[device] if device.type != "cpu" else [], device_type=device.type), t.no_grad():
-        t.manual_seed(seed)
-        x = sae.model.generate_batch(batch_size)
+    x = seeded_batch(toy_batches(sae.model), batch_size, seed, sae.b_dec.device)
+    with t.no_grad():
         return x, einops.einsum(x, sae.model.W, "batch inst feats, inst d_in feats -> batch inst d_in")
 
 

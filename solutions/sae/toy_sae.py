@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from solutions.tms.superposition import constant_lr
+from utils.schedules import constant_lr
 from utils.training import train_sae
 
 

@@ -18,7 +18,9 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from solutions.sae.toy_sae import ToySAE, ToySAEConfig
-from solutions.tms.superposition import ToyModel, ToyModelConfig, constant_lr
+from solutions.tms.superposition import ToyModel, ToyModelConfig
+from utils.batches import sae_batches, seeded_batch
+from utils.schedules import constant_lr
 from utils.sweeps import SeedGrid
 
 PENTAGON_FEATURE_PROBABILITY = 0.025  # 5 features × 0.025: one feature in 8 inputs on average, rarely two at once
@@ -107,10 +109,7 @@ def evaluation_loss(
     inputs, so that their losses differ only by what the SAEs learned (a few % between a seed that found every
     feature and one that did not, about the noise of independent batches of this size).
     """
-    device = sae.b_dec.device
-    with t.random.fork_rng(devices=[device] if device.type != "cpu" else [], device_type=device.type):
-        t.manual_seed(seed)
-        h = sae.generate_batch(batch_size)
+    h = seeded_batch(sae_batches(sae), batch_size, seed, sae.b_dec.device)
     if same_data is not None:
         h = h[:, same_data.to(h.device)]
     return sae(h)[1].mean(0)

@@ -31,6 +31,7 @@ from solutions.sae.variants import (
     TopKToySAEConfig,
 )
 from solutions.tms.superposition import ToyModel
+from utils.batches import sae_batches, seeded_batch
 
 # ------------------------------------------------------------------------------------- k per instance
 
@@ -137,10 +138,7 @@ def train_architecture(
 
 def evaluation_batch(sae: ToySAE, batch_size: int = 1 << 14, seed: int = 1) -> Float[Tensor, "batch inst d_in"]:
     """A batch of the SAE's data from a seeded stream of its own (training's draws are untouched)."""
-    device = sae.b_dec.device
-    with t.random.fork_rng(devices=[device] if device.type != "cpu" else [], device_type=device.type):
-        t.manual_seed(seed)
-        return sae.generate_batch(batch_size)
+    return seeded_batch(sae_batches(sae), batch_size, seed, sae.b_dec.device)
 
 
 @t.no_grad()

@@ -4,13 +4,8 @@ from solutions.tms.double_descent import DoubleDescentModel, warmup_cosine_lr
 from solutions.tms.feature_geometry import capacity, compute_dimensionality, dimensions_per_feature
 from solutions.tms.phase_diagrams import LinearToyModel, classify_phase, phase_losses
 from solutions.tms.privileged_basis import NeuronComputationModel, NeuronModel
-from solutions.tms.superposition import (
-    ToyModel,
-    ToyModelConfig,
-    constant_lr,
-    linear_lr,
-    superposition_stats,
-)
+from solutions.tms.superposition import ToyModel, ToyModelConfig, superposition_stats
+from utils.schedules import constant_lr, linear_lr
 
 __all__ = [
     "DoubleDescentModel",

@@ -66,7 +66,7 @@ class NeuronComputationModel(superposition.ToyModel):
     def generate_batch(self, batch_size: int) -> Float[Tensor, "batch inst feats"]:
         """Each feature is present independently with its instance's probability p, with magnitude U[-1, 1]."""
         p = self.feature_probability
-        # One uniform u per entry does both jobs, as in `ToyModel.generate_batch`: the feature is present when
+        # One uniform u per entry does both jobs, as in section 1.1's one-draw sampler: the feature is present when
         # u < p, and given that, u / p is uniform on [0, 1), so 2 u / p - 1 is uniform on [-1, 1).
         u = t.rand((p.shape[0], batch_size, p.shape[1]), device=p.device)
         u = einops.rearrange(u, "inst batch feats -> batch inst feats").div_(p)

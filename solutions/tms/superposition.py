@@ -13,17 +13,8 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
+from utils.schedules import constant_lr, linear_lr  # noqa: F401 (re-exported: importable from here, as before)
 from utils.training import train_toy_model
-
-
-def constant_lr(step: int, steps: int) -> float:
-    """Learning-rate multiplier that never changes."""
-    return 1.0
-
-
-def linear_lr(step: int, steps: int) -> float:
-    """Learning-rate multiplier decaying linearly from 1 to 0."""
-    return 1 - step / steps
 
 
 @dataclass
@@ -87,14 +78,9 @@ class ToyModel(nn.Module):
     def generate_batch(self, batch_size: int) -> Float[Tensor, "batch inst feats"]:
         """Each feature is present independently with its instance's probability p, with magnitude U[0, 1]."""
         p = self.feature_probability
-        # One uniform number per entry does both jobs: with v = 1 - u, uniform on (0, 1], the feature is present when
-        # v < p, and then 1 - v/p is uniform on [0, 1). So relu(1 - v/p) is the sample, from half the random numbers
-        # of two separate draws. (v, not u: v is never 0, so p = 0 gives relu(-inf) = 0 rather than 0/0.)
-        # u is drawn instance-major: each instance's data is then one block, which forward's matmuls read as it is,
-        # and every op of a training step sees a single memory layout (several times faster than mixed layouts).
-        u = t.rand((p.shape[0], batch_size, p.shape[1]), device=p.device)
-        u = einops.rearrange(u, "inst batch feats -> batch inst feats")
-        return u.sub_(1).div_(p).add_(1).relu_()  # relu(1 - (1 - u)/p), in place: no new batch-sized tensors
+        present = t.rand((batch_size, *p.shape), device=p.device) < p
+        magnitudes = t.rand((batch_size, *p.shape), device=p.device)
+        return t.where(present, magnitudes, 0.0)
 
     def calculate_loss(
         self,

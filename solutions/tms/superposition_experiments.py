@@ -17,6 +17,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from solutions.tms.superposition import ToyModel, ToyModelConfig
+from utils.batches import seeded, toy_batches
 from utils.sweeps import SeedGrid
 from utils.training import per_instance_loss
 
@@ -171,11 +172,11 @@ def evaluate_loss(model: ToyModel, batch_size: int = 1 << 16, seed: int = 0) -> 
     p = model.feature_probability
     first_alike = (p[:, None, :] == p[None, :, :]).all(dim=-1).int().argmax(dim=1)  # first instance with the same p
     chunk = 1 << 12  # bounds the memory of big models (100 features × 20 instances)
-    with t.random.fork_rng(devices=[device] if device.type != "cpu" else [], device_type=device.type):
-        t.manual_seed(seed)
+    draw = toy_batches(model)
+    with seeded(seed, device):
         total = t.zeros(model.cfg.n_inst, device=device)
         for _ in range(batch_size // chunk):
-            batch = model.generate_batch(chunk)[:, first_alike]
+            batch = draw(chunk)[:, first_alike]
             total += per_instance_loss(model, model(batch), batch)
     return total / (batch_size // chunk)
 

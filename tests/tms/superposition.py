@@ -370,6 +370,13 @@ def generate_batch_two_draws(self, batch_size):
     return t.where(t.rand(shape, device=self.W.device) <= self.feature_probability, feat, 0.0)
 
 
+def generate_batch_one_draw(self, batch_size):
+    # section 1.1's "going further" block: one uniform v per entry, present when v < p, magnitude 1 - v/p
+    p = self.feature_probability
+    v = 1 - t.rand((p.shape[0], batch_size, p.shape[1]), device=p.device).transpose(0, 1)  # [batch inst feats]
+    return F.relu(1 - v / p)
+
+
 def generate_batch_bernoulli(self, batch_size):
     p = self.feature_probability.expand(batch_size, *self.feature_probability.shape)
     return t.bernoulli(p) * t.rand_like(p)
@@ -439,7 +446,12 @@ EXERCISES = [
         probe=probe_generate_batch,
         verdict=verdict_generate_batch,
         mistakes=GENERATE_BATCH_MISTAKES,
-        alternatives=[generate_batch_two_draws, generate_batch_bernoulli, generate_batch_magnitudes_first_float64],
+        alternatives=[
+            generate_batch_two_draws,
+            generate_batch_one_draw,
+            generate_batch_bernoulli,
+            generate_batch_magnitudes_first_float64,
+        ],
     ),
     Exercise(
         id="tms.calculate_loss",

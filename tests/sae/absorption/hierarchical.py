@@ -19,8 +19,7 @@ import torch as t
 from torch import Tensor
 
 from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, raised
-from tests.stats import Budget
-from tests.tms.common import explained_by
+from tests.stats import Budget, explained_by
 
 MODULE = "solutions.sae.absorption"
 

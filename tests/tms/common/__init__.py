@@ -10,6 +10,7 @@ The generic pieces (gradients compared with the reference's, per-instance messag
 """
 
 from tests.kit import gradient_weights
+from tests.stats import DIAGNOSIS_ALPHA, explained_by
 from tests.tms.common.basics import (
     HINT_EVERY_INSTANCE,
     HINT_LEADING_AXES,
@@ -41,7 +42,6 @@ from tests.tms.common.forward import (
 from tests.tms.common.loss import HINT_SCALAR, HINT_SUM_INSTANCES, judge_loss, loss_mistakes, probe_loss
 from tests.tms.common.sampling import (
     BATCH_SIZE,
-    DIAGNOSIS_ALPHA,
     HINT_BATCH_INDEPENDENCE,
     HINT_FEATURE_INDEPENDENCE,
     HINT_FREQUENCY,
@@ -54,7 +54,6 @@ from tests.tms.common.sampling import (
     batch_probabilities,
     disjoint_neighbours,
     expect_batches,
-    explained_by,
     first_explaining,
     frequency_mistake,
     independent_pairings,

@@ -8,7 +8,7 @@ import torch as t
 from torch import Tensor
 
 from tests.harness import CheckFailed, Context, Mistake, expect_tensor
-from tests.stats import Budget, outside
+from tests.stats import Budget, explained_by
 from tests.tms.common.basics import (
     build,
 )
@@ -135,14 +135,6 @@ def sampler_mistakes(magnitudes: Callable[[tuple[int, ...]], Tensor]) -> list[Mi
         Mistake(generate_batch_half_batch_repeated, HINT_BATCH_INDEPENDENCE),
         Mistake(generate_batch_fixed_seed, HINT_FRESH_CALLS),
     ]
-
-
-DIAGNOSIS_ALPHA = 1e-6  # when naming a mistake, how plausible the data must be under it
-
-
-def explained_by(counts: Tensor, n: int, rates: Tensor) -> bool:
-    """Whether the counts are plausible under these rates: used only to name a mistake once a test has failed."""
-    return not outside(counts, n, rates.expand(counts.shape), DIAGNOSIS_ALPHA)
 
 
 def first_explaining(counts: Tensor, n: int, candidates: list[tuple[str, Tensor]]) -> str | None:

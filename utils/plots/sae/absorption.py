@@ -11,7 +11,7 @@ from jaxtyping import Float
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from utils.plots.tms.superposition import TEMPLATE, VALUE_SCALE, to_numpy
+from utils.plots.common import TEMPLATE, VALUE_SCALE, to_numpy
 
 __all__ = ["plot_absorption_by_kind", "plot_absorption_vs_sparsity", "plot_firing_by_input"]
 

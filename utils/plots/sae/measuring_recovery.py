@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from plotly.subplots import make_subplots
 from torch import Tensor, nn
 
-from utils.plots.tms.superposition import TEMPLATE, to_numpy
+from utils.batches import seeded_batch, toy_batches
+from utils.plots.common import TEMPLATE, to_numpy
 
 __all__ = ["plot_latent_dashboard", "plot_recovery"]
 
@@ -44,9 +45,7 @@ def plot_latent_dashboard(
 
     The batch comes from a seeded stream of its own, so plotting never changes what training draws next.
     """
-    with t.random.fork_rng(devices=[]):
-        t.manual_seed(seed)
-        x = model.generate_batch(batch_size)
+    x = seeded_batch(toy_batches(model), batch_size, seed, model.W.device)
     h = einops.einsum(x, model.W, "batch inst feats, inst d_in feats -> batch inst d_in")
     acts = sae(h)[2][:, instance].cpu()  # [batch d_sae]
     x = x[:, instance].cpu()

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from utils.plots.tms.superposition import TEMPLATE, to_numpy
+from utils.plots.common import TEMPLATE, to_numpy
 
 __all__ = ["plot_recovery_by_feature", "plot_tied_vs_untied"]
 

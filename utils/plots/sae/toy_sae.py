@@ -13,7 +13,8 @@ from plotly.colors import qualitative, sample_colorscale
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from utils.plots.tms.superposition import TEMPLATE, VALUE_SCALE, check_length, grid_shape, plot_features_in_2d, to_numpy
+from utils.plots.common import TEMPLATE, VALUE_SCALE, check_length, grid_shape, to_numpy
+from utils.plots.tms.superposition import plot_features_in_2d
 
 __all__ = ["plot_sae_in_2d", "plot_sae_training"]
 

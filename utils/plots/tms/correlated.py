@@ -12,7 +12,8 @@ from jaxtyping import Float
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from utils.plots.tms.superposition import TEMPLATE, plot_features_in_2d, to_numpy
+from utils.plots.common import TEMPLATE, to_numpy
+from utils.plots.tms.superposition import plot_features_in_2d
 
 __all__ = ["feature_groups", "pair_colors", "plot_batch_cooccurrence", "plot_features_by_pair"]
 

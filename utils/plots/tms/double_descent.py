@@ -12,7 +12,8 @@ from jaxtyping import Float
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from utils.plots.tms.superposition import TEMPLATE, feature_traces, to_numpy
+from utils.plots.common import TEMPLATE, to_numpy
+from utils.plots.tms.superposition import feature_traces
 
 __all__ = ["plot_dimensionality", "plot_features_and_data", "plot_losses"]
 

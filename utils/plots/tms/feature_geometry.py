@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from jaxtyping import Float
 from torch import Tensor
 
-from utils.plots.tms.superposition import TEMPLATE, to_numpy
+from utils.plots.common import TEMPLATE, to_numpy
 
 __all__ = ["plot_capacity", "plot_dimensions_per_feature", "plot_feature_dimensionalities"]
 

@@ -12,7 +12,7 @@ import torch as t
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from utils.plots.tms.superposition import TEMPLATE, to_numpy
+from utils.plots.common import TEMPLATE, to_numpy
 
 __all__ = ["PHASE_COLORS", "plot_candidate_losses", "plot_phase_diagram"]
 

@@ -13,7 +13,7 @@ from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from utils.plots.tms.superposition import TEMPLATE, check_length, grid_shape, to_numpy
+from utils.plots.common import TEMPLATE, check_length, grid_shape, to_numpy
 
 __all__ = [
     "neuron_order",

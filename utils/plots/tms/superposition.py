@@ -17,6 +17,8 @@ from plotly.colors import sample_colorscale, sequential
 from plotly.subplots import make_subplots
 from torch import Tensor, nn
 
+from utils.plots.common import TEMPLATE, VALUE_SCALE, check_length, grid_shape, to_numpy
+
 __all__ = [
     "plot_features_in_2d",
     "plot_features_in_Nd",
@@ -25,30 +27,12 @@ __all__ = [
     "plot_representation_sweep",
 ]
 
-TEMPLATE = "plotly_white"
 FEATURE_COLOR = "#3366cc"
-VALUE_SCALE = "Viridis"
 # Dark = a dimension of its own, bright = shares dimensions, as in the paper; the palest yellow of Inferno is
 # dropped because it vanishes on a white background.
 INTERFERENCE_SCALE = sequential.Inferno[:-1]
 # Red where two features point the same way, blue where they point in opposite directions.
 GRAM_SCALE = "RdBu_r"
-
-
-def to_numpy(x: Tensor | np.ndarray | Sequence[float]) -> np.ndarray:
-    return x.detach().float().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x, dtype=np.float32)
-
-
-def check_length(name: str, items: Sequence | None, n: int) -> None:
-    if items is not None and len(items) != n:
-        raise ValueError(f"`{name}` has {len(items)} entries but there are {n} to label")
-
-
-def grid_shape(n_plots: int, n_cols: int | None) -> tuple[int, int]:
-    """Rows and columns for `n_plots` subplots: at most five columns, rows as evenly filled as possible."""
-    if n_cols is None:
-        n_cols = math.ceil(n_plots / math.ceil(n_plots / 5))
-    return math.ceil(n_plots / n_cols), n_cols
 
 
 # --------------------------------------------------------------------------------------- features in 2-D
