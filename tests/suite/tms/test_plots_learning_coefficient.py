@@ -54,10 +54,15 @@ def test_llc_traces_show_each_chains_scaled_excess_loss_and_the_estimate():
         plots.plot_llc_traces(losses, 0.05, 100.0, burn_in=50)
 
 
-def test_llc_along_training_shows_loss_and_llc_per_checkpoint():
-    fig = plots.plot_llc_along_training([100, 400, 9000], [0.1, 0.07, 0.062], [3.0, 6.0, 8.5], ["4⁺", "5", "5⁺"])
-    loss, llc = fig.data
-    assert list(loss.x) == [100, 400, 9000] and list(loss.text) == ["4⁺", "5", "5⁺"]
-    np.testing.assert_allclose(llc.y, [3.0, 6.0, 8.5])
-    with pytest.raises(ValueError, match="one entry per checkpoint"):
-        plots.plot_llc_along_training([1], [0.1, 0.2], [1.0], ["4"])
+def test_llc_by_plateau_shows_each_plateaus_loss_llc_and_chain_range():
+    chains = [[2.0, 3.0, 4.0], [5.0, 6.5, 7.0], [8.0, 8.5, 9.5]]
+    fig = plots.plot_llc_by_plateau([0.097, 0.067, 0.062], [3.0, 6.0, 8.5], chains, ["4⁺⁺", "5", "5⁺"])
+    (points,) = fig.data
+    np.testing.assert_allclose(points.x, [0.097, 0.067, 0.062])
+    np.testing.assert_allclose(points.y, [3.0, 6.0, 8.5])
+    assert list(points.text) == ["4⁺⁺", "5", "5⁺"]
+    np.testing.assert_allclose(points.error_y.array, [1.0, 1.0, 1.0])  # up to the highest chain
+    np.testing.assert_allclose(points.error_y.arrayminus, [1.0, 1.0, 0.5])  # down to the lowest
+    assert fig.layout.xaxis.autorange == "reversed"
+    with pytest.raises(ValueError, match="one entry per plateau"):
+        plots.plot_llc_by_plateau([0.1, 0.2], [1.0], [[1.0]], ["4"])

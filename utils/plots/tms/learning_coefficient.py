@@ -14,7 +14,7 @@ from torch import Tensor
 
 from utils.plots.tms.superposition import TEMPLATE, to_numpy
 
-__all__ = ["plot_kgons", "plot_llc_along_training", "plot_llc_traces", "plot_training_losses"]
+__all__ = ["plot_kgons", "plot_llc_by_plateau", "plot_llc_traces", "plot_training_losses"]
 
 
 def plot_kgons(
@@ -84,24 +84,24 @@ def plot_llc_traces(
     return fig
 
 
-def plot_llc_along_training(
-    steps: Sequence[int] | Tensor,
+def plot_llc_by_plateau(
     losses: Sequence[float] | Tensor,
     llcs: Sequence[float] | Tensor,
+    per_chain: Sequence[Sequence[float]] | Tensor,
     names: Sequence[str],
 ) -> go.Figure:
-    """Loss (top) and λ̂ (bottom) at checkpoints of one training run, each labelled with its nearest k-gon."""
-    steps, losses, llcs = (
-        np.asarray(to_numpy(v) if isinstance(v, Tensor) else v, dtype=float) for v in (steps, losses, llcs)
-    )
-    if not len(steps) == len(losses) == len(llcs) == len(names):
-        raise ValueError("steps, losses, llcs and names must have one entry per checkpoint")
-    fig = make_subplots(2, 1, shared_xaxes=True, vertical_spacing=0.06)
-    fig.add_trace(go.Scatter(x=steps, y=losses, mode="lines+markers+text", text=list(names),
-                             textposition="top center", name="loss"), row=1, col=1)  # fmt: skip
-    fig.add_trace(go.Scatter(x=steps, y=llcs, mode="lines+markers", name="λ̂"), row=2, col=1)
-    fig.update_yaxes(title_text="loss L_n", type="log", row=1, col=1)
-    fig.update_yaxes(title_text="λ̂", row=2, col=1)
-    fig.update_xaxes(title_text="step", row=2, col=1)
-    fig.update_layout(template=TEMPLATE, height=500, title="Loss and local learning coefficient along training")
+    """λ̂ against the loss of the plateau it was estimated on, one point per plateau labelled with its k-gon, the
+    error bar spanning its chains (lowest to highest). The loss axis runs from high to low, the way training goes."""
+    losses, llcs = (np.asarray(to_numpy(v) if isinstance(v, Tensor) else v, dtype=float) for v in (losses, llcs))
+    chains = [np.asarray(to_numpy(c) if isinstance(c, Tensor) else c, dtype=float) for c in per_chain]
+    if not len(losses) == len(llcs) == len(chains) == len(names):
+        raise ValueError("losses, llcs, per_chain and names must have one entry per plateau")
+    low = np.array([c.min() for c in chains])
+    high = np.array([c.max() for c in chains])
+    error = dict(type="data", symmetric=False, array=high - llcs, arrayminus=llcs - low)
+    fig = go.Figure(go.Scatter(x=losses, y=llcs, error_y=error, mode="markers+text", text=list(names),
+                               textposition="middle right", name="λ̂"))  # fmt: skip
+    fig.update_xaxes(title_text="loss L_n of the plateau", autorange="reversed")
+    fig.update_yaxes(title_text="λ̂ (bars: lowest to highest chain)")
+    fig.update_layout(template=TEMPLATE, title="Local learning coefficient on the plateaus where training ends")
     return fig
