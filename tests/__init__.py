@@ -18,6 +18,7 @@ SECTIONS = [
     "tms.privileged_basis",
     "tms.feature_geometry",
     "tms.double_descent",
+    "tms.slt",
     "sae.toy_sae",
     "sae.measuring_recovery",
     "sae.resampling",
