@@ -285,6 +285,15 @@ def blame_requirement(exercise: Exercise, results: dict[str, Any], context: Cont
             continue
 
 
+def reference_of(exercise_id: str) -> Any:
+    """The reference object of an exercise (its `Exercise.reference`): how a verdict gets the code it rebuilds the
+    expected answer with. Only verdicts call it; probes, which the grader runs where references are redacted, never
+    do."""
+    from tests import EXERCISES  # the registry imports every section's checks, which import this module
+
+    return EXERCISES[exercise_id].reference
+
+
 def einsum_hint(message: str) -> str:
     """A plain explanation for the errors torch's and einops' einsum raise when a pattern does not fit its operands."""
     lowered = message.lower()

@@ -14,8 +14,9 @@ kernel call, and small problems run on one thread (two threads fighting over tin
 * `objective(batch, log)` returns the scalar to minimise (or None, having set every parameter's `.grad` itself) and,
   on the steps where `log` is True, a dict of values to record, one per instance (the loss of each instance; an SAE's
   reconstruction and sparsity losses, L0, ...);
-* hooks run after each update: `after_update(step)` at every step (an SAE renormalises its decoder and counts which
-  latents fired), and `every = (n, hook)` after every n-th step (resampling dead latents).
+* hooks run after each update: `after_update(step)` at every step (an SAE renormalises its decoder, counts which
+  latents fired and tracks what its variant keeps of them), and `every = (n, hook)` after every n-th step (resampling
+  dead latents).
 
 This module belongs to the course's runtime library: it imports nothing from `solutions` or `tests`.
 """
@@ -296,13 +297,15 @@ def train_sae(
     shortcut: bool = True,
 ) -> dict[str, Tensor]:
     """Train an SAE with Adam: anything with `cfg` (n_inst, d_sae), `generate_batch`, `forward(h) -> (loss_dict,
-    loss [batch inst], acts [batch inst d_sae], h_reconstructed)`, `after_update()` and `latent_axes()`.
+    loss [batch inst], acts [batch inst d_sae], h_reconstructed)`, and section 2.1's training hooks: `after_update()`,
+    `track_latents(acts)`, `latent_axes()` and `uses_dead_latents`.
 
     Every step minimises the loss averaged over the batch and summed over instances, then applies the SAE's
-    `after_update` constraint and records which latents fired in the last `window` steps. With a resampling `method`,
-    every `freq` steps the SAE's `resample_<method>` gets that window (and `scale`), and the optimiser forgets what
-    it knew about the latents that were dead in it. An SAE with a `dead_latents` buffer has it kept up to date: True
-    for the latents that fired on no input in the last `window` steps.
+    `after_update` constraint, hands the step's latents to its `track_latents` (when its own forward pass ran) and
+    records which latents fired in the last `window` steps. With a resampling `method`, every `freq` steps the SAE's
+    `resample_<method>` gets that window (and `scale`), and the optimiser forgets what it knew about the latents that
+    were dead in it. An SAE that `uses_dead_latents` has its `dead_latents` buffer kept up to date: True for the
+    latents that fired on no input in the last `window` steps.
 
     With `shortcut` (the default), the steps of a standard SAE between logs run on hand-written gradients
     (`utils.sae_step`, ~3× faster on the pentagon SAE), however its code is written, once the SAE's own forward pass
@@ -332,10 +335,10 @@ def train_sae(
     def objective(h: Tensor, log: bool) -> tuple[Tensor | None, dict[str, Tensor] | None]:
         fired_now = shortcut.gradients_set(h, log)
         if fired_now is not None:
-            last["fired"] = fired_now
+            last["fired"], last["acts"] = fired_now, None
             return None, None
         loss_dict, loss, acts, _ = sae(h)
-        last["fired"] = (acts.detach() != 0).any(0)
+        last["fired"], last["acts"] = (acts.detach() != 0).any(0), acts.detach()
         total = loss.mean(0).sum()
         if shortcut.checking:
             total.backward()
@@ -349,17 +352,18 @@ def train_sae(
         values["frac_alive"] = fired.any(0).float().mean(-1)
         return total, values
 
-    # an SAE with a `dead_latents` buffer [inst d_sae] (TopK's auxiliary loss trains those latents) learns after every
-    # step which latents have fired on no input for the last `window` steps
-    dead_latents = getattr(sae, "dead_latents", None)
+    # an SAE that uses dead latents (TopK's auxiliary loss trains them) learns in its `dead_latents` buffer [inst d_sae]
+    # after every step which latents have fired on no input for the last `window` steps
     steps_since_fired = t.zeros((n_inst, d_sae), dtype=t.long, device=fired.device)
 
     def after_update(step: int) -> None:
         sae.after_update()
+        if last["acts"] is not None:
+            sae.track_latents(last["acts"])
         fired[step % window] = last["fired"]
-        if dead_latents is not None:
+        if sae.uses_dead_latents:
             steps_since_fired.add_(1).masked_fill_(last["fired"], 0)
-            dead_latents.copy_(steps_since_fired >= window)
+            sae.dead_latents.copy_(steps_since_fired >= window)
 
     resampled: list[Tensor] = []  # how many latents each resampling step gave a new start, per instance
 

@@ -86,3 +86,7 @@ class MatryoshkaToySAE(ToySAE):
             prefix = einops.einsum(acts[..., :m], decoder[:, :m], "batch inst m, inst m d_in -> batch inst d_in")
             terms[f"L_reconstruction_{m}"] = self.reconstruction_loss(h, prefix + self.b_dec)
         return terms
+
+    def loss_coefficients(self) -> dict[str, float | Tensor]:
+        """Section 2.1's weights, and 1 for every prefix's reconstruction."""
+        return super().loss_coefficients() | {f"L_reconstruction_{m}": 1.0 for m in self.widths}

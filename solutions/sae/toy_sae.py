@@ -53,6 +53,9 @@ class ToySAE(nn.Module):
     _W_dec: Float[Tensor, "inst d_sae d_in"] | None
     b_enc: Float[Tensor, "inst d_sae"]
     b_dec: Float[Tensor, "inst d_in"]
+    # A variant whose loss reads which latents have stopped firing (TopK's auxiliary loss) sets this and registers a
+    # buffer `dead_latents` [inst d_sae] in its `__init__`; the training loop then keeps that buffer up to date.
+    uses_dead_latents = False
 
     def __init__(self, cfg: ToySAEConfig, model: nn.Module) -> None:
         """Parameters of `cfg.n_inst` SAEs: instance i reads the hidden activations of the model's instance i.
@@ -121,12 +124,16 @@ class ToySAE(nn.Module):
         h_reconstructed: Float[Tensor, "batch inst d_in"],
     ) -> dict[str, Float[Tensor, "batch inst"]]:
         """The terms of the loss, each [batch inst]: L_reconstruction and L_sparsity. A variant with other terms (an
-        auxiliary loss, a different penalty) overrides this; `forward` weights L_sparsity by `sparsity_coeff` and
-        adds every other term as it is."""
+        auxiliary loss, a different penalty) overrides this and `loss_coefficients`, which give each term's weight."""
         return {
             "L_reconstruction": self.reconstruction_loss(h, h_reconstructed),
             "L_sparsity": self.sparsity_loss(acts),
         }
+
+    def loss_coefficients(self) -> dict[str, float | Tensor]:
+        """The weight of every term of `loss_terms` in the loss: 1 for L_reconstruction, `sparsity_coeff` (a number,
+        or one per instance) for L_sparsity."""
+        return {"L_reconstruction": 1.0, "L_sparsity": self.cfg.sparsity_coeff}
 
     def forward(
         self, h: Float[Tensor, "batch inst d_in"]
@@ -145,8 +152,8 @@ class ToySAE(nn.Module):
         acts = self.activation(pre_activations)
         h_reconstructed = self.decode(acts)
         loss_dict = self.loss_terms(h, pre_activations, acts, h_reconstructed)
-        weights = {"L_sparsity": self.cfg.sparsity_coeff}  # every other term counts as it is
-        loss = sum(weights.get(name, 1.0) * term for name, term in loss_dict.items())
+        coefficients = self.loss_coefficients()
+        loss = sum(coefficients[name] * term for name, term in loss_dict.items())
         return loss_dict, loss, acts, h_reconstructed
 
     def saelens_parameters(self, instance: int) -> tuple[str, dict[str, Tensor], dict]:
@@ -165,6 +172,10 @@ class ToySAE(nn.Module):
         decoder is normalised in `decode`, and renormalising it would rescale the encoder)."""
         if not self.cfg.tied_weights:
             self._W_dec.copy_(self.W_dec_normalized)
+
+    def track_latents(self, acts: Float[Tensor, "batch inst d_sae"]) -> None:
+        """What the SAE keeps of a training step's latents (detached) besides its gradients, called by the training
+        loop after the step's update: nothing here; BatchTopK tracks the threshold it uses out of training."""
 
     def optimize(
         self,

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import einops
 import torch as t
 import torch.nn.functional as F
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor, nn
 
 from solutions.sae.toy_sae import ToySAE, ToySAEConfig
@@ -63,7 +63,8 @@ class TopKToySAE(ToySAE):
     """An SAE whose every input keeps its `cfg.k` largest latents; no sparsity penalty, and an auxiliary loss that
     trains the latents which have not fired for a while (`dead_latents`, kept up to date by the training loop)."""
 
-    dead_latents: Float[Tensor, "inst d_sae"]
+    dead_latents: Bool[Tensor, "inst d_sae"]
+    uses_dead_latents = True
 
     def __init__(self, cfg: ToySAEConfig, model: nn.Module) -> None:
         super().__init__(cfg, model)  # given
@@ -110,6 +111,10 @@ class TopKToySAE(ToySAE):
             "L_aux": self.cfg.aux_coeff * self.auxiliary_loss(h, pre_activations, h_reconstructed),
         }
 
+    def loss_coefficients(self) -> dict[str, float | Tensor]:
+        """Both terms count as they are: L_aux comes weighted by `aux_coeff` already (the term the log shows)."""
+        return {"L_reconstruction": 1.0, "L_aux": 1.0}
+
     def saelens_parameters(self, instance: int) -> tuple[str, dict[str, Tensor], dict]:
         architecture, state, config = super().saelens_parameters(instance)
         return "topk", state, config | {"k": self.cfg.k, "rescale_acts_by_decoder_norm": False}
@@ -117,9 +122,10 @@ class TopKToySAE(ToySAE):
 
 class BatchTopKToySAE(TopKToySAE):
     """TopK over the whole batch (given, not an exercise): each instance keeps the k·batch largest latents of the
-    batch, so that L0 is k on average. Every training step also tracks the smallest activation it kept (an
-    exponential moving average, as SAELens does); out of training mode (`sae.eval()`) a latent fires when its
-    pre-activation is above that threshold, one input at a time, which is what SAELens loads it as (JumpReLU)."""
+    batch, so that L0 is k on average. After every training step the training loop hands it the step's latents, and
+    it tracks the smallest one it kept (an exponential moving average, as SAELens does); out of training mode
+    (`sae.eval()`) a latent fires when its pre-activation is above that threshold, one input at a time, which is what
+    SAELens loads it as (JumpReLU)."""
 
     threshold: Float[Tensor, " inst"]
     threshold_lr = 0.01
@@ -136,12 +142,12 @@ class BatchTopKToySAE(TopKToySAE):
         per_instance = einops.rearrange(F.relu(pre_activations), "batch inst d_sae -> inst (batch d_sae)")
         top = per_instance.topk(min(self.cfg.k * batch, per_instance.shape[-1]), dim=-1)
         kept = t.zeros_like(per_instance).scatter(-1, top.indices, top.values)
-        if t.is_grad_enabled():  # a training step (not an evaluation in training mode): move the threshold
-            self.update_threshold(top.values.detach())
         return einops.rearrange(kept, "inst (batch d_sae) -> batch inst d_sae", batch=batch)
 
     @t.no_grad()
-    def update_threshold(self, kept: Float[Tensor, "inst n"]) -> None:
+    def track_latents(self, acts: Float[Tensor, "batch inst d_sae"]) -> None:
+        """Move the threshold towards the smallest latent the training step kept, per instance."""
+        kept = einops.rearrange(acts, "batch inst d_sae -> inst (batch d_sae)")
         smallest = kept.masked_fill(kept <= 0, t.inf).min(-1).values
         smallest = t.where(t.isfinite(smallest), smallest, self.threshold)  # nothing positive kept: no news
         if not self.threshold_started:
@@ -167,27 +173,30 @@ class GatedPreActivations(NamedTuple):
 
 class GatedToySAE(ToySAE):
     """A gated SAE: f = 1[π_gate > 0] ⊙ ReLU(π_mag), with π_gate = (h − b_dec) W_gate + b_gate and
-    π_mag = (h − b_dec) W_mag + b_mag, where W_mag = exp(r_mag) ⊙ W_gate (one scale per latent)."""
+    π_mag = (h − b_dec) W_mag + b_mag, where W_mag = exp(r_mag) ⊙ W_gate (one scale per latent).
 
-    W_gate: Float[Tensor, "inst d_in d_sae"]
-    b_gate: Float[Tensor, "inst d_sae"]
+    The gate is section 2.1's encoder: `W_gate` and `b_gate` are its `W_enc` and `b_enc` under the gate's names (as
+    SAELens keeps `W_enc` as the gate's weights), so that a tied decoder is still `W_enc` transposed."""
+
     r_mag: Float[Tensor, "inst d_sae"]
     b_mag: Float[Tensor, "inst d_sae"]
 
     def __init__(self, cfg: ToySAEConfig, model: nn.Module) -> None:
-        """Section 2.1's parameters, with the encoder's weights renamed W_gate (the gate starts where the encoder
-        would) and b_enc replaced by the two paths' biases; r_mag = 0, so W_mag starts equal to W_gate."""
+        """Section 2.1's parameters, and the magnitude path's own: r_mag = 0, so W_mag starts equal to W_gate, and
+        b_mag = 0, as b_gate."""
         super().__init__(cfg, model)  # given
-        self.W_gate = nn.Parameter(self.W_enc.detach().clone())  # given
-        del self.W_enc, self.b_enc  # given
-        self.b_gate = nn.Parameter(t.zeros_like(self.b_dec[:, :1].expand(-1, cfg.d_sae)))  # given
-        self.r_mag = nn.Parameter(t.zeros_like(self.b_gate))  # given
-        self.b_mag = nn.Parameter(t.zeros_like(self.b_gate))  # given
+        self.r_mag = nn.Parameter(t.zeros_like(self.b_enc))  # given
+        self.b_mag = nn.Parameter(t.zeros_like(self.b_enc))  # given
 
     @property
-    def W_dec(self) -> Float[Tensor, "inst d_sae d_in"]:
-        """The decoder: `_W_dec`, or the gate's weights transposed when tied."""
-        return self.W_gate.transpose(-1, -2) if self.cfg.tied_weights else self._W_dec
+    def W_gate(self) -> Float[Tensor, "inst d_in d_sae"]:
+        """The gate's weights: the encoder's."""
+        return self.W_enc
+
+    @property
+    def b_gate(self) -> Float[Tensor, "inst d_sae"]:
+        """The gate's bias: the encoder's."""
+        return self.b_enc
 
     @property
     def W_mag(self) -> Float[Tensor, "inst d_in d_sae"]:
@@ -225,9 +234,12 @@ class GatedToySAE(ToySAE):
             "L_aux": self.reconstruction_loss(h, via_gate),
         }
 
+    def loss_coefficients(self) -> dict[str, float | Tensor]:
+        """L_sparsity weighted by `sparsity_coeff`; L_reconstruction and L_aux as they are."""
+        return super().loss_coefficients() | {"L_aux": 1.0}
+
     def latent_axes(self) -> dict[str, int]:
-        latents = {"W_gate": -1, "b_gate": -1, "r_mag": -1, "b_mag": -1}
-        return latents | ({} if self.cfg.tied_weights else {"_W_dec": -2})
+        return super().latent_axes() | {"r_mag": -1, "b_mag": -1}
 
     def saelens_parameters(self, instance: int) -> tuple[str, dict[str, Tensor], dict]:
         state = {

@@ -64,10 +64,7 @@ class SweptBatchTopKToySAE(BatchTopKToySAE):
         ks, batch = t.as_tensor(self.cfg.k), pre_activations.shape[0]
         per_instance = einops.rearrange(F.relu(pre_activations), "batch inst d_sae -> inst (batch d_sae)")
         top = per_instance.topk(min(int(ks.max()) * batch, per_instance.shape[-1]), dim=-1)
-        values = keep_ranks(top.values, ks * batch)
-        if t.is_grad_enabled():
-            self.update_threshold(values.detach())
-        kept = t.zeros_like(per_instance).scatter(-1, top.indices, values)
+        kept = t.zeros_like(per_instance).scatter(-1, top.indices, keep_ranks(top.values, ks * batch))
         return einops.rearrange(kept, "inst (batch d_sae) -> batch inst d_sae", batch=batch)
 
 

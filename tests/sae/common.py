@@ -84,7 +84,7 @@ def parameter_case(context: Context, salt: int, tied: bool, unit_decoder: bool) 
 
 
 def set_parameters(sae: nn.Module, case: dict[str, Tensor]) -> None:
-    """Copy the case's values into the learner's parameters of the same names (CURRICULUM's names)."""
+    """Copy the case's values into the learner's parameters of the same names (the names the notebook gives them)."""
     for name, value in case.items():
         param = getattr(sae, name, None)
         if not isinstance(param, Tensor):

@@ -19,7 +19,16 @@ import torch as t
 import torch.nn.functional as F
 from torch import Tensor
 
-from tests.harness import CheckFailed, Context, Exercise, Mistake, expect_close, expect_tensor, mistake_outputs
+from tests.harness import (
+    CheckFailed,
+    Context,
+    Exercise,
+    Mistake,
+    expect_close,
+    expect_tensor,
+    mistake_outputs,
+    reference_of,
+)
 from tests.kit import expect_close_per_instance
 from tests.sae.common import ProbeSAE, probe_activations
 
@@ -176,8 +185,7 @@ def expect_close_named(got: Tensor, expected: Tensor, what: str, outputs: dict, 
 
 
 def verdict_feature_recovery(results: dict, context: Context) -> None:
-    from solutions.sae.measuring_recovery import feature_recovery
-
+    feature_recovery = reference_of("sae.feature_recovery")
     case = recovery_case(context)
     W_dec, features = case["W_dec"], case["true_features"]
     if not (t.equal(results["W_dec_after"], W_dec) and t.equal(results["features_after"], features)):
@@ -372,8 +380,7 @@ METRICS_MISTAKES = [
 
 
 def verdict_sae_metrics(results: dict, context: Context) -> None:
-    from solutions.sae.measuring_recovery import sae_metrics
-
+    sae_metrics = reference_of("sae.sae_metrics")
     sae, h = metrics_case(context)
     if not t.equal(results["h_after"], h):
         raise CheckFailed("sae_metrics changed `h` in place; compute new tensors instead.")

@@ -255,7 +255,7 @@ class ArenaJumpReLUToySAE(ArenaSAEBase):
 
 def normalised_when_tied(cls: type) -> type:
     """ARENA's class with one change: tied, its `W_dec` is the encoder transposed with unit rows (`W_dec_normalized`),
-    as CURRICULUM rows 28 and 30 say a variant decodes; untied, it is ARENA's raw `_W_dec`, untouched."""
+    as every variant decodes (section 2.1's `decode`); untied, it is ARENA's raw `_W_dec`, untouched."""
 
     def W_dec(self):
         if self._W_dec is not None:

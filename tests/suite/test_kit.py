@@ -207,7 +207,8 @@ def test_a_variant_whose_init_shares_a_parameter_between_two_names_is_told_so():
             self.b_mag = self.b_gate
 
     context = Context()
-    with pytest.raises(CheckFailed, match="`b_gate` and `b_mag` share memory|`b_mag` and `b_gate` share memory"):
+    # the course's `b_gate` is section 2.1's `b_enc` under the gate's name: the message names the parameter
+    with pytest.raises(CheckFailed, match="`b_enc` and `b_mag` share memory|`b_mag` and `b_enc` share memory"):
         judge(exercise, run_probe(exercise, Learner, context), context)
 
 

@@ -3,7 +3,10 @@
 * `utils`' runtime library (training loop, sweeps, plots, setup, course facts) imports nothing from `solutions` or
   `tests`: notebooks, references and checks all stand on it;
 * `solutions` (the references and their experiments) imports the runtime library only, never `tests` or a tool;
-* the tools (`utils.notebooks`, `utils.bench`, `utils.grade`, `utils.grading`) sit on top and may import anything.
+* the tools (`utils.notebooks`, `utils.bench`, `utils.grade`, `utils.grading`) sit on top and may import anything;
+* the checks (`tests` and every chapter's `tests/<chapter>/...`, packages included) import nothing from `solutions`:
+  a verdict takes the reference it rebuilds its answer with from its exercise (`tests.harness.reference_of`), so that
+  the probes, which the grader runs where references are redacted, cannot reach one by accident.
 
 Each rule is checked in a fresh interpreter, so that nothing an earlier test imported can hide a violation. And no
 module of the project imports another one inside a function, where an import cycle could hide: the only such imports
@@ -34,6 +37,12 @@ def modules_under(*folders: str) -> list[str]:
 
 RUNTIME = [m for m in modules_under("utils") if not m.startswith(TOOLS)]
 SOLUTIONS = modules_under("solutions")
+# every chapter's checks (a package under tests/ other than the course's own suite), and the machinery beside them
+CHAPTERS = sorted(p.name for p in (ROOT / "tests").iterdir() if (p / "__init__.py").exists() and p.name != "suite")
+CHECKS = [
+    *(module_name(path) for path in sorted((ROOT / "tests").glob("*.py"))),
+    *modules_under(*(f"tests/{chapter}" for chapter in CHAPTERS)),
+]
 
 
 def imported_after(modules: list[str]) -> list[str]:
@@ -58,28 +67,52 @@ def test_solutions_import_only_the_runtime_library():
     assert [m for m in loaded if m.split(".")[0] == "tests" or m.startswith(TOOLS)] == [], loaded
 
 
-# Function-level imports of project modules, and why each one is there. Anything else is a top-level import.
-ALLOWED_LATE_IMPORTS = {
-    # the grader's sandboxed child imports the checks only once its sandbox is in place
-    ("utils.grading.child", "tests"),
-    ("utils.grading.child", "tests.harness"),
-    # the setup cell's text (a string in the module) is not an import; verdicts build references on demand, so that
-    # the probes' module, which the grader's children import, loads no reference code
-    *((module, target) for module in modules_under("tests/tms") for target in SOLUTIONS),
-}
+def test_every_chapter_has_checks():
+    assert CHAPTERS == ["sae", "tms"], CHAPTERS
+    assert {"tests.harness", "tests.tms.superposition", "tests.sae.variants.gated"} <= set(CHECKS), CHECKS
 
 
-@pytest.mark.parametrize("name", [*modules_under("utils", "solutions"), *modules_under("tests/tms")])
-def test_project_modules_import_each_other_at_the_top_of_the_file(name):
+def test_the_checks_load_no_reference_code():
+    loaded = imported_after(CHECKS)
+    assert [m for m in loaded if m.split(".")[0] == "solutions" or m.startswith(TOOLS)] == [], loaded
+
+
+def imports_of(name: str) -> list[tuple[bool, list[str]]]:
+    """Every import statement of a project module: whether it is at the top of the file, and the modules it names."""
     path = ROOT / (name.replace(".", "/") + ".py")
     if not path.exists():
         path = ROOT / name.replace(".", "/") / "__init__.py"
     tree = ast.parse(path.read_text())
     top_level = set(map(id, tree.body))
+    return [
+        (id(node) in top_level, [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""])
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+    ]
+
+
+@pytest.mark.parametrize("name", CHECKS)
+def test_checks_never_import_solutions(name):
+    """Not even inside a verdict: `reference_of(exercise_id)` gives the reference its exercise names."""
+    named = [target for _, targets in imports_of(name) for target in targets if target.split(".")[0] == "solutions"]
+    assert named == [], f"{name} imports {named}: a verdict takes its reference from `reference_of(exercise_id)`"
+
+
+# Function-level imports of project modules, and why each one is there. Anything else is a top-level import.
+ALLOWED_LATE_IMPORTS = {
+    # the grader's sandboxed child imports the checks only once its sandbox is in place
+    ("utils.grading.child", "tests"),
+    ("utils.grading.child", "tests.harness"),
+    # the registry of every exercise imports every section's checks, which import the harness
+    ("tests.harness", "tests"),
+}
+
+
+@pytest.mark.parametrize("name", [*modules_under("utils", "solutions"), *CHECKS])
+def test_project_modules_import_each_other_at_the_top_of_the_file(name):
     late = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import | ast.ImportFrom) and id(node) not in top_level:
-            targets = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+    for at_top, targets in imports_of(name):
+        if not at_top:
             late += [t for t in targets if t.split(".")[0] in PROJECT and (name, t) not in ALLOWED_LATE_IMPORTS]
     assert late == [], f"{name} imports {late} inside a function: import them at the top of the module"
 

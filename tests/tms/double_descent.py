@@ -10,7 +10,7 @@ import math
 import torch as t
 from torch import Tensor
 
-from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, expect_tensor, raised
+from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, expect_tensor, raised, reference_of
 from tests.stats import Budget
 from tests.tms.common import (
     HINT_MAGNITUDE_INDEPENDENCE,
@@ -418,8 +418,7 @@ def schedule_values(impl, steps: int, warmup_steps: int) -> Tensor:
 
 
 def verdict_warmup_cosine_lr(results: dict, context: Context) -> None:
-    from solutions.tms.double_descent import warmup_cosine_lr
-
+    warmup_cosine_lr = reference_of("tms.double_descent.lr_schedule")
     got, expected, mistakes = {}, {}, {m.name: {} for m in LR_MISTAKES}
     for steps, warmup_steps in SCHEDULES:
         key = f"{steps},{warmup_steps}"

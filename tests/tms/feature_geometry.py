@@ -12,7 +12,7 @@ import torch as t
 import torch.nn.functional as F
 from torch import Tensor
 
-from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, expect_close, mistake_outputs
+from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, expect_close, mistake_outputs, reference_of
 from tests.kit import expect_close_per_instance
 from tests.tms.common import (
     HINT_EVERY_INSTANCE,
@@ -185,8 +185,7 @@ DIMENSIONALITY_MISTAKES = [
 
 
 def verdict_compute_dimensionality(results: dict, context: Context) -> None:
-    from solutions.tms.feature_geometry import compute_dimensionality
-
+    compute_dimensionality = reference_of("tms.compute_dimensionality")
     W = weights_case(context)
     n_inst, d_hidden, n_features = W.shape
     check_unchanged(results, W, "compute_dimensionality")
@@ -321,8 +320,7 @@ DIMENSIONS_PER_FEATURE_MISTAKES = [
 
 
 def verdict_dimensions_per_feature(results: dict, context: Context) -> None:
-    from solutions.tms.feature_geometry import dimensions_per_feature
-
+    dimensions_per_feature = reference_of("tms.dimensions_per_feature")
     W = weights_case(context)
     n_inst, d_hidden, n_features = W.shape
     check_unchanged(results, W, "dimensions_per_feature")

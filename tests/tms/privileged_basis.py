@@ -9,7 +9,7 @@ import torch as t
 import torch.nn.functional as F
 from torch import Tensor
 
-from tests.harness import CheckFailed, Context, Exercise, Mistake
+from tests.harness import CheckFailed, Context, Exercise, Mistake, reference_of
 from tests.stats import Budget
 from tests.tms.common import (
     HINT_FRESH_CALLS,
@@ -35,16 +35,14 @@ from tests.tms.common import (
     shape_cases,
     shape_of,
     sparse,
+    toy_model_config,
 )
 
 MODULE = "solutions.tms.privileged_basis"
 
 
-def reference(name: str, cfg_kwargs: dict, **kwargs) -> t.nn.Module:
-    import solutions.tms.privileged_basis as module
-    from solutions.tms.superposition import ToyModelConfig
-
-    return getattr(module, name)(ToyModelConfig(**cfg_kwargs), **kwargs)
+def reference(exercise_id: str, cfg_kwargs: dict, **kwargs) -> t.nn.Module:
+    return reference_of(exercise_id)(toy_model_config(**cfg_kwargs), **kwargs)
 
 
 # -------------------------------------------------------------------------------------- NeuronModel.forward
@@ -87,7 +85,7 @@ NEURON_MISTAKES = [
 
 
 def verdict_neuron_model(results: dict, context: Context) -> None:
-    judge_forward_check(results, NEURON, lambda cfg: reference("NeuronModel", cfg), NEURON_MISTAKES, context)
+    judge_forward_check(results, NEURON, lambda cfg: reference("tms.neuron_model", cfg), NEURON_MISTAKES, context)
 
 
 # ---------------------------------------------------------------------------- NeuronComputationModel.forward
@@ -180,7 +178,7 @@ COMPUTATION_FORWARD_MISTAKES = [
 
 
 def verdict_computation_forward(results: dict, context: Context) -> None:
-    reference_model = lambda cfg: reference("NeuronComputationModel", cfg)  # noqa: E731
+    reference_model = lambda cfg: reference("tms.neuron_computation.forward", cfg)  # noqa: E731
     judge_forward_check(results, COMPUTATION, reference_model, COMPUTATION_FORWARD_MISTAKES, context)
 
 
@@ -342,7 +340,7 @@ LOSS_MISTAKES = [
 
 def verdict_calculate_loss(results: dict, context: Context) -> None:
     case = loss_case(context)
-    model = reference("NeuronComputationModel", LOSS_CFG, importance=case["importance"])
+    model = reference("tms.neuron_computation.calculate_loss", LOSS_CFG, importance=case["importance"])
     judge_loss(results, model, case["out"], case["batch"], LOSS_MISTAKES)
 
 

@@ -9,7 +9,7 @@ import torch as t
 import torch.nn.functional as F
 from torch import Tensor
 
-from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, raised
+from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, raised, reference_of
 from tests.stats import Budget
 from tests.tms.common import (
     HINT_EVERY_INSTANCE,
@@ -39,15 +39,14 @@ from tests.tms.common import (
     sampler_mistakes,
     shape_cases,
     size_one_weights,
+    toy_model_config,
 )
 
 MODULE = "solutions.tms.superposition"
 
 
 def reference_model(cfg_kwargs: dict, **kwargs) -> t.nn.Module:
-    from solutions.tms.superposition import ToyModel, ToyModelConfig
-
-    return ToyModel(ToyModelConfig(**cfg_kwargs), **kwargs)
+    return reference_of("tms.forward")(toy_model_config(**cfg_kwargs), **kwargs)
 
 
 # ------------------------------------------------------------------------------------------- forward
@@ -318,8 +317,7 @@ STATS_MISTAKES = [
 
 
 def verdict_superposition_stats(results: dict, context: Context) -> None:
-    from solutions.tms.superposition import superposition_stats
-
+    superposition_stats = reference_of("tms.superposition_stats")
     W = stats_case(context)
     n_inst, d_hidden, n_features = W.shape
     if not t.equal(results["W_after"], W):

@@ -15,7 +15,17 @@ import einops
 import torch as t
 from torch import Tensor
 
-from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, expect_close, mistake_outputs, raised
+from tests.harness import (
+    CheckFailed,
+    Context,
+    Exercise,
+    Mistake,
+    attempt,
+    expect_close,
+    mistake_outputs,
+    raised,
+    reference_of,
+)
 from tests.kit import expect_close_per_instance
 
 MODULE = "solutions.sae.absorption"
@@ -230,8 +240,7 @@ def judge_rate(got, expected: Tensor, what: str, outputs: dict, hints: dict) -> 
 
 
 def verdict_absorption_rate(results: dict, context: Context) -> None:
-    from solutions.sae.absorption import absorption_rate
-
+    absorption_rate = reference_of("sae.absorption_rate")
     case = rate_case(context)
     if not all(t.equal(results["after"][name], value) for name, value in case.items()):
         raise CheckFailed("absorption_rate changed its inputs in place; compute new tensors instead.")

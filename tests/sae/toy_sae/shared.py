@@ -3,7 +3,7 @@
 import torch as t
 from torch import Tensor, nn
 
-from tests.harness import Context
+from tests.harness import Context, reference_of
 from tests.sae.common import D_IN, D_SAE, N_INST, ProbeToyModel, sae_config
 
 MODULE = "solutions.sae.toy_sae"
@@ -11,9 +11,7 @@ DECODER_SHAPE = (N_INST, D_SAE, D_IN)
 
 
 def reference_sae(context: Context, salt: int, **cfg_fields) -> nn.Module:
-    from solutions.sae.toy_sae import ToySAE, ToySAEConfig
-
-    return ToySAE(ToySAEConfig(**vars(sae_config(**cfg_fields))), ProbeToyModel(context, salt))
+    return reference_of("sae.forward")(sae_config(**cfg_fields), ProbeToyModel(context, salt))
 
 
 HINT_TIED_NONE = (

@@ -8,8 +8,9 @@ parameter, and the verdict compares them with the reference's on the same parame
 gradient (a residual or decoder that should be detached and is not, a step function without its straight-through
 estimator) is caught there. Untied decoders have unit rows, as the training loop keeps them, and their gradient is
 compared on the rows' tangent space (decoding with `W_dec` or `W_dec_normalized` agree there); tied decoders are the
-encoder's columns, of norms between 0.3 and 2.3, so that decoding must go through `W_dec_normalized` (CURRICULUM rows
-28, 30) and every gradient is compared whole. Only the catalogue runs when a check fails: right code never pays it.
+encoder's columns, of norms between 0.3 and 2.3, so that decoding must go through `W_dec_normalized` (every
+variant decodes as section 2.1's SAE does) and every gradient is compared whole. Only the catalogue runs when a check
+fails: right code never pays it.
 
 `sae.jumprelu_autograd` calls the learner's `Heaviside` and `JumpReLU` on inputs placed away from the edges of the
 rectangle kernel, one exactly on the jump, with a non-uniform upstream gradient and with batch axes to sum over.

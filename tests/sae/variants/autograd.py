@@ -7,7 +7,7 @@ from typing import Any
 import torch as t
 from torch import Tensor
 
-from tests.harness import CheckFailed, Context, Mistake, expect_close, expect_tensor
+from tests.harness import CheckFailed, Context, Mistake, expect_close, expect_tensor, reference_of
 from tests.sae.common import N_INST
 from tests.sae.variants.forward import close
 
@@ -62,10 +62,8 @@ def probe_autograd(functions: tuple[type, type], context: Context) -> dict:
 
 
 def verdict_autograd(results: dict, context: Context) -> None:
-    from solutions.sae.variants import Heaviside, JumpReLU
-
     hints = {mistake.name: mistake.hint for mistake in AUTOGRAD_MISTAKES}
-    expected = probe_autograd((Heaviside, JumpReLU), context)
+    expected = probe_autograd(reference_of("sae.jumprelu_autograd"), context)
     mistaken = {}
     for mistake in AUTOGRAD_MISTAKES:
         try:

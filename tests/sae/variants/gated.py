@@ -5,7 +5,7 @@ import torch as t
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tests.harness import Context, Mistake
+from tests.harness import Context, Mistake, reference_of
 from tests.kit import HINT_REPLACED, config_family, setting
 from tests.sae.common import D_IN, D_SAE, N_INST, ProbeToyModel, build_sae, sae_config, set_parameters
 from tests.sae.variants.forward import (
@@ -83,8 +83,7 @@ def probe_gated(GatedToySAE: type, context: Context) -> dict:
 
 
 def verdict_gated(results: dict, context: Context) -> None:
-    from solutions.sae.variants import GatedToySAE
-
+    GatedToySAE = reference_of("sae.gated")
     hints = {mistake.name: mistake.hint for mistake in GATED_MISTAKES}
     for label, fields in GATED_FAMILY:
         tied = fields["tied_weights"]

@@ -5,7 +5,7 @@ import torch as t
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tests.harness import CheckFailed, Context, Mistake
+from tests.harness import CheckFailed, Context, Mistake, reference_of
 from tests.kit import HINT_REPLACED, config_family, setting
 from tests.sae.common import D_IN, D_SAE, N_INST, ProbeToyModel, build_sae, sae_config, set_parameters
 from tests.sae.variants.autograd import make_functions, probe_autograd, verdict_autograd
@@ -146,10 +146,8 @@ def blame_autograd(results: dict, context: Context) -> None:
 
 
 def verdict_jumprelu(results: dict, context: Context) -> None:
-    from solutions.sae.variants import JumpReLUToySAE
-
     try:
-        judge_jumprelu(results, context, JumpReLUToySAE)
+        judge_jumprelu(results, context, reference_of("sae.jumprelu"))
     except CheckFailed:
         blame_autograd(results, context)
         raise

@@ -5,7 +5,7 @@ import torch as t
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tests.harness import Context, Mistake
+from tests.harness import Context, Mistake, reference_of
 from tests.kit import HINT_REPLACED, config_family, setting
 from tests.sae.common import D_IN, D_SAE, N_INST, ProbeToyModel, build_sae, sae_config, set_parameters
 from tests.sae.variants.forward import (
@@ -102,8 +102,7 @@ def probe_topk(TopKToySAE: type, context: Context) -> dict:
 
 
 def verdict_topk(results: dict, context: Context) -> None:
-    from solutions.sae.variants import TopKToySAE
-
+    TopKToySAE = reference_of("sae.topk")
     hints = {mistake.name: mistake.hint for mistake in TOPK_MISTAKES}
     for label, layout, fields in TOPK_FAMILY:
         r, parameters = results[f"{layout}|{label}"], topk_parameters(fields)

@@ -3,7 +3,7 @@
 import torch as t
 from torch import Tensor
 
-from tests.harness import CheckFailed, Context, Mistake, attempt, raised
+from tests.harness import CheckFailed, Context, Mistake, attempt, raised, reference_of
 from tests.tms.phase_diagrams.phase_losses import (
     LABELS,
 )
@@ -305,8 +305,7 @@ def describe_instance(case: dict, i: int) -> str:
 
 
 def verdict_classify_phase(results: dict, context: Context) -> None:
-    from solutions.tms.phase_diagrams import classify_phase
-
+    classify_phase = reference_of("tms.classify_phase")
     case = classify_case(context)
     W, b_final = case["W"], case["b_final"]
     if not (t.equal(results["W_after"], W) and t.equal(results["b_after"], b_final)):

@@ -3,7 +3,7 @@
 import torch as t
 from torch import Tensor
 
-from tests.harness import CheckFailed, Context, Mistake, attempt, raised
+from tests.harness import CheckFailed, Context, Mistake, attempt, raised, reference_of
 from tests.tms.common import HINT_SQUEEZE, dropped_size_one_axes, expect_close_to_reference, expect_shaped
 
 MODULE = "solutions.tms.phase_diagrams"
@@ -236,8 +236,7 @@ def expect_losses(got, what: str, shape: tuple[int, ...]) -> Tensor:
 
 
 def verdict_phase_losses(results: dict, context: Context) -> None:
-    from solutions.tms.phase_diagrams import phase_losses
-
+    phase_losses = reference_of("tms.phase_losses")
     case = phase_losses_case(context)
     ratio, density = case["importance_ratio"], case["density"]
     if not (t.equal(results["ratio_after"], ratio) and t.equal(results["density_after"], density)):
