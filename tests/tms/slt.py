@@ -12,7 +12,7 @@ import einops
 import torch as t
 from torch import Tensor
 
-from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, expect_tensor, raised
+from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, expect_tensor, raised, reference_of
 from tests.stats import Budget
 from tests.tms.common import expect_close_to_reference, expect_shaped
 from tests.tms.slt_llc import CRITICAL_N, ESTIMATE_LLC, SGLD_STEP
@@ -283,7 +283,7 @@ LOSS_MISTAKES = [
 
 
 def verdict_loss(results: dict, context: Context) -> None:
-    from solutions.tms.learning_coefficient import slt_loss
+    slt_loss = reference_of("tms.slt.loss")
 
     W, b, x = loss_case(context)
     if not t.equal(results["x_after"], x):
@@ -406,7 +406,7 @@ KGON_MISTAKES = [
 
 
 def verdict_kgon(results: dict, context: Context) -> None:
-    from solutions.tms.learning_coefficient import kgon
+    kgon = reference_of("tms.slt.kgon")
 
     calls = [(case, results["cases"][i]) for i, case in enumerate(KGON_CASES)] + [
         ((5, 7, 1.1, -0.2, 0.0), results["default"])

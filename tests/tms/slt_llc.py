@@ -13,7 +13,7 @@ import math
 import torch as t
 from torch import Tensor
 
-from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, raised
+from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, raised, reference_of
 from tests.stats import Budget
 from tests.tms.common import expect_close_to_reference, expect_shaped
 
@@ -47,8 +47,7 @@ def probe_sgld_step(sgld_step, context: Context) -> dict:
 def deterministic_part(w: Tensor, grad: Tensor, w_star: Tensor) -> Tensor:
     """The reference's step without its noise: its step at (w, grad) minus its step at (w*, 0), which is w* plus the
     same noise (the same generator state)."""
-    from solutions.tms.learning_coefficient import sgld_step
-
+    sgld_step = reference_of("tms.slt.sgld_step")
     steps = []
     for args in [(w, grad, w_star), (w_star.expand_as(w), t.zeros_like(grad), w_star)]:
         steps.append(sgld_step(*args, EPSILON, N_BETA, GAMMA, t.Generator().manual_seed(0)))
@@ -307,7 +306,7 @@ LLC_MISTAKES = [
 
 
 def verdict_estimate_llc(results: dict, context: Context) -> None:
-    from solutions.tms.learning_coefficient import estimate_llc
+    estimate_llc = reference_of("tms.slt.estimate_llc")
 
     if not t.equal(results["losses_after"], llc_inputs(context)[0]):
         raise CheckFailed("estimate_llc changed `losses` in place; compute new tensors instead.")
@@ -447,7 +446,7 @@ CRITICAL_MISTAKES = [
 
 
 def verdict_critical_n(results: dict, context: Context) -> None:
-    from solutions.tms.learning_coefficient import critical_n
+    critical_n = reference_of("tms.slt.critical_n")
 
     plain_cases = [case[:4] for case in CRITICAL_CASES if case[4:] == (0.0, 0.0)]
     calls = list(zip(plain_cases, results["plain"], strict=True))
