@@ -21,6 +21,7 @@ This module belongs to the course's runtime library: it imports nothing from `so
 """
 
 import contextlib
+import copy
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -243,6 +244,32 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
+class Snapshots:
+    """Copies of a model's weights on the logged steps, for the animations of training: `take()` on each logged step
+    (before that step's update, like the logged losses), `stacked()` once training is over.
+
+    A copy costs one small kernel call per weight on a logged step only (every `log_freq` steps): nothing changes on
+    the steps between logs. The course's largest SAE (S1: 2 × 64 × 256 weights, 51 logs) keeps ~7 MB of them.
+    """
+
+    def __init__(self, model: nn.Module, extra: Callable[[], dict[str, Tensor]] | None = None):
+        self.weights = {name: p for name, p in model.named_parameters() if p.requires_grad}
+        self.extra = extra
+        self.taken: list[dict[str, Tensor]] = []
+
+    def take(self) -> None:
+        weights = {name: p.detach().clone() for name, p in self.weights.items()}
+        if self.extra is not None:
+            weights |= {name: w.detach().clone() for name, w in self.extra().items()}
+        self.taken.append(weights)
+
+    def stacked(self) -> dict[str, Tensor]:
+        """{name: [n_logs, ...]} on the CPU, one entry per weight."""
+        if not self.taken:
+            return {}
+        return {name: t.stack([taken[name] for taken in self.taken]).cpu() for name in self.taken[0]}
+
+
 def train_toy_model(
     model: nn.Module,
     batch_size: int,
@@ -255,15 +282,21 @@ def train_toy_model(
     """Train a toy model: anything with `generate_batch`, `forward`, `calculate_loss(out, batch) -> scalar` and an
     `importance`, on a fresh batch at every step.
 
-    Returns {"step": [n_logs], "loss": [n_logs, inst]}: the loss of every instance on the batch of each logged step.
+    Returns {"step": [n_logs], "loss": [n_logs, inst]}: the loss of every instance on the batch of each logged step,
+    and a snapshot of every trainable weight at those steps under its own name ("W": [n_logs, inst, d_hidden, feats],
+    "b_final": [n_logs, inst, feats]), taken before the step's update as the loss is.
     """
+    snapshots = Snapshots(model)
 
     def objective(batch: Tensor, log: bool) -> tuple[Tensor, dict[str, Tensor] | None]:
         out = model(batch)
         loss = model.calculate_loss(out, batch)
-        return loss, ({"loss": per_instance_loss(model, out, batch)} if log else None)
+        if not log:
+            return loss, None
+        snapshots.take()
+        return loss, {"loss": per_instance_loss(model, out, batch)}
 
-    return train(
+    history = train(
         objective,
         lambda step: model.generate_batch(batch_size),
         AdamW(trainable_parameters(model), weight_decay),
@@ -273,6 +306,18 @@ def train_toy_model(
         log_freq=log_freq,
         desc=type(model).__name__,
     )
+    return history | snapshots.stacked()
+
+
+def model_at(model: nn.Module, history: dict[str, Tensor], index: int) -> nn.Module:
+    """A copy of `model` with the weights its training `history` snapshotted at logged step number `index` (its step
+    is `history["step"][index]`): to measure anything about the model as it was during training."""
+    past = copy.deepcopy(model)
+    with t.no_grad():
+        for name, param in past.named_parameters():
+            if name in history:
+                param.copy_(history[name][index])
+    return past
 
 
 def train_sae(
@@ -295,6 +340,10 @@ def train_sae(
     every `freq` steps the SAE's `resample_<method>` gets that window (and `scale`), and the optimiser forgets what
     it knew about the latents that were dead in it. An SAE with a `dead_latents` buffer has it kept up to date: True
     for the latents that fired on no input in the last `window` steps.
+
+    Besides the logged values, the result holds a snapshot of every trainable weight on each logged step under its
+    own name ("W_enc", "b_enc", ...: [n_logs, ...]), and "W_dec" as the SAE decodes with it; with resampling, also
+    "resampled_latents" [n_resamples, inst, d_sae], True for the latents each resampling step gave a new start.
 
     For the standard SAE, however its code is written, the steps between logs run on hand-written gradients
     (`utils.sae_step`, ~3× faster on the pentagon SAE), once the SAE's own forward pass and autograd are seen to give
@@ -323,6 +372,8 @@ def train_sae(
     # on the others; never just before a resampling step, which draws random numbers of its own
     ahead = big and device.type == "cpu" and t.get_num_threads() > 1
     shortcut = Shortcut(sae, batch_size, steps, ahead, rng_free=lambda step: resample is None or (step + 1) % freq != 0)
+    # the weights on every logged step, and the decoder as the SAE uses it (`W_dec`: the encoder transposed if tied)
+    snapshots = Snapshots(sae, extra=lambda: {"W_dec": sae.W_dec})
 
     def objective(h: Tensor, log: bool) -> tuple[Tensor | None, dict[str, Tensor] | None]:
         fired_now = shortcut.gradients_set(h, log)
@@ -338,6 +389,7 @@ def train_sae(
             total = None  # the gradients are set
         if not log:
             return total, None
+        snapshots.take()
         values = {"loss": loss.mean(0), **{name: term.mean(0) for name, term in loss_dict.items()}}
         values["l0"] = (acts != 0).float().sum(-1).mean(0)
         values["frac_active"] = (acts.detach() != 0).float().mean(0)
@@ -356,11 +408,11 @@ def train_sae(
             steps_since_fired.add_(1).masked_fill_(last["fired"], 0)
             dead_latents.copy_(steps_since_fired >= window)
 
-    resampled: list[Tensor] = []  # how many latents each resampling step gave a new start, per instance
+    resampled: list[Tensor] = []  # which latents each resampling step gave a new start [inst d_sae]
 
     def resample_dead_latents(step: int) -> None:
         dead = ~fired.any(0)  # [inst d_sae]: active in none of the window's steps
-        resampled.append(dead.sum(-1))
+        resampled.append(dead)
         # the resampling methods take the fraction of each step's batch on which each latent fired; all they use is
         # whether it is 0, so the window passes 1 for "fired" (storing fractions would cost a reduction per step)
         activity = fired.float()
@@ -392,5 +444,7 @@ def train_sae(
         )
     if resample is not None:
         history["resample_step"] = t.arange(freq - 1, steps, freq)[: len(resampled)]
-        history["resampled"] = t.stack(resampled).cpu() if resampled else t.zeros((0, n_inst), dtype=t.long)
-    return history
+        latents = t.stack(resampled).cpu() if resampled else t.zeros((0, n_inst, d_sae), dtype=t.bool)
+        history["resampled"] = latents.sum(-1)
+        history["resampled_latents"] = latents
+    return history | snapshots.stacked()
