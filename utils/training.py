@@ -23,6 +23,7 @@ This module belongs to the course's runtime library: it imports nothing from `so
 import contextlib
 import copy
 import os
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -48,7 +49,16 @@ def headless() -> bool:
 
 
 def progress_bar(total: int, desc: str = "") -> Any:
-    """A tqdm bar that renders in JupyterLab, VS Code, Colab and terminals, and stays silent when headless."""
+    """A tqdm bar that renders in JupyterLab, VS Code, Colab and terminals, and stays silent when headless.
+
+    With COURSE_TEXT_PROGRESS set (`make site` executes the notebooks so), a text bar on stdout that redraws only
+    when training logs something: a saved notebook's widget bar would read "0%" in a static page; the text bar's
+    last state is what the page shows (`utils.website` keeps what follows the last carriage return).
+    """
+    if os.environ.get("COURSE_TEXT_PROGRESS"):
+        from tqdm.std import tqdm as text_tqdm
+
+        return text_tqdm(total=total, desc=desc, file=sys.stdout, mininterval=float("inf"), ascii=False)
     from tqdm.auto import tqdm  # imported when a bar is made: tqdm.auto pulls in ipywidgets, which takes a while
 
     return tqdm(total=total, desc=desc, disable=headless(), mininterval=0.5)

@@ -3,7 +3,8 @@
 * `utils`' runtime library (training loop, sweeps, plots, setup, course facts) imports nothing from `solutions` or
   `tests`: notebooks, references and checks all stand on it;
 * `solutions` (the references and their experiments) imports the runtime library only, never `tests` or a tool;
-* the tools (`utils.notebooks`, `utils.bench`, `utils.grade`, `utils.grading`) sit on top and may import anything.
+* the tools (`utils.notebooks`, `utils.bench`, `utils.grade`, `utils.grading`, `utils.website`) sit on top and may
+  import anything.
 
 Each rule is checked in a fresh interpreter, so that nothing an earlier test imported can hide a violation. And no
 module of the project imports another one inside a function, where an import cycle could hide: the only such imports
@@ -20,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ("solutions", "tests", "utils")
-TOOLS = ("utils.notebooks", "utils.bench", "utils.grade", "utils.grading")
+TOOLS = ("utils.notebooks", "utils.bench", "utils.grade", "utils.grading", "utils.website")
 
 
 def module_name(path: Path) -> str:
