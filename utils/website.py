@@ -8,8 +8,9 @@ plotly figures and animations, and every progress bar in its final state. A head
 and next sections and both of the section's notebooks on Colab.
 
 Why plain nbconvert and not a site generator: the pages need nothing but the notebooks, nbconvert comes with
-JupyterLab (no new dependency), and it writes what a notebook shows as it is. Jupyter Book 2 needs Node.js; Jupyter
-Book 1 (Sphinx) and mkdocs-jupyter add a few dozen packages, and both render notebooks through nbconvert anyway.
+JupyterLab (no new dependency), and it writes what a notebook shows as it is. Jupyter Book 2 runs on Node.js (fetched
+through nodeenv where none is installed: not from PyPI); Jupyter Book 1 brings Sphinx and 18 direct dependencies;
+mkdocs-jupyter brings mkdocs, mkdocs-material and jupytext, and renders notebooks with nbconvert itself.
 
 Offline: a page needs no network. plotly.js is embedded once per page (plotly's `notebook` renderer writes it into
 the first figure's output), MathJax is served from build/site/mathjax/ when `jupyter-server-mathjax` is installed
