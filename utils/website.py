@@ -39,7 +39,9 @@ SITE = ROOT / "build" / "site"
 # nbconvert's lab page without require.js (plotly's embedded bundle defines `window.Plotly` only where no AMD loader
 # is present) and with MathJax from the site's own folder, or none. jupyter-server-mathjax ships only the STIX-Web
 # fonts, so MathJax is told to use those; its probe font loads from about:blank, which Chrome reports as an error,
-# so it loads from an empty data: address instead. An empty favicon spares a request the site cannot answer.
+# so it loads from an empty data: address instead; and its hidden MathML copy of every formula (assistive MathML) is
+# off, since its styles ask for TeX fonts the package lacks (\mathbb). An empty favicon spares a request the site
+# cannot answer.
 TEMPLATE = """{%- extends 'index.html.j2' -%}
 {% from 'mathjax.html.j2' import mathjax %}
 {%- block html_head_js_requirejs -%}<link rel="icon" href="data:,">{%- endblock html_head_js_requirejs -%}
@@ -47,7 +49,8 @@ TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- if resources.site_mathjax_url -%}
 <script type="text/x-mathjax-config">
 MathJax.Hub.Config({"HTML-CSS": {availableFonts: [], imageFont: null, preferredFont: null, webFont: "STIX-Web",
-                                 styles: {"@font-face": {"font-family": "MathJax_Blank", src: "url('data:,')"}}}});
+                                 styles: {"@font-face": {"font-family": "MathJax_Blank", src: "url('data:,')"}}},
+                    menuSettings: {assistiveMML: false}});
 </script>
 {{ mathjax(resources.site_mathjax_url) }}
 {%- endif -%}
