@@ -17,15 +17,20 @@ setup: $(STAMP)  ## create .venv and install everything (idempotent; quick when 
 
 $(STAMP): requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# torch first, pinned, so that pip never resolves it to a newer (multi-GB CUDA) release
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "torch==$(TORCH_VERSION)"
+	# torch first, pinned, so that pip never resolves it to a newer (multi-GB CUDA) release; on Linux without an
+	# NVIDIA GPU, the CPU build from PyTorch's own index when it answers (utils/torch_index.py says why)
+	$(BIN)/python -c "import torch" 2>/dev/null || \
+		$(BIN)/python -m pip install --quiet $$($(BIN)/python utils/torch_index.py) "torch==$(TORCH_VERSION)"
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	# make tests/, solutions/ and utils/ importable from any folder, e.g. a notebook's kernel
 	$(BIN)/python -c "import site, pathlib; pathlib.Path(site.getsitepackages()[0], 'tms_sae_course.pth').write_text('$(CURDIR)\n')"
 	touch $(STAMP)
 
+# Jupyter refuses to start as root (containers, cloud VMs) unless told it may
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
+
 lab: setup  ## open the course in JupyterLab at the first notebook
-	$(BIN)/jupyter lab $(FIRST_NOTEBOOK)
+	$(BIN)/jupyter lab $(ALLOW_ROOT) $(FIRST_NOTEBOOK)
 
 lint: setup  ## ruff check and format check
 	$(BIN)/ruff check .
@@ -58,8 +63,9 @@ site: setup  ## build the course's website into build/site/: every solutions not
 bench: setup  ## benchmark the training loop against a naive loop, and time every chapter's notebooks (about 10 min)
 	$(BIN)/python -m utils.bench --chapters
 
-grade: setup  ## grade a folder of submissions: make grade SUBMISSIONS=folder OUT=folder
-	$(BIN)/python -m utils.grade $(SUBMISSIONS) --out $(OUT)
+grade: setup  ## grade a folder of submissions: make grade SUBMISSIONS=folder OUT=folder [SECTIONS=2.1,2.2] [EXERCISES=ids]
+	$(BIN)/python -m utils.grade $(SUBMISSIONS) --out $(OUT) $(if $(SECTIONS),--sections $(SECTIONS)) \
+		$(if $(EXERCISES),--exercises $(EXERCISES))
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache

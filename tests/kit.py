@@ -1,4 +1,4 @@
-"""The check kit: the properties every check of both chapters probes where the contract gives them (CURRICULUM §2).
+"""The check kit: the properties every check of both chapters probes wherever the exercise gives them.
 
 A section's probes and verdicts are built from these pieces, so that a kind of mistake is caught wherever it can
 occur, not only where a catalogued mistake happens to show it:
@@ -117,7 +117,7 @@ def parameter_record(module: nn.Module) -> dict[str, Any]:
     return {"ids": {name: id(p) for name, p in params.items()}, "spans": spans}
 
 
-def optimiser_step(module: nn.Module, optimiser: t.optim.Optimizer, lr: float) -> dict[str, Tensor]:
+def optimiser_step(module: nn.Module, optimiser: "PlainSGD | t.optim.Optimizer", lr: float) -> dict[str, Tensor]:
     """One SGD step of `optimiser` (built with `lr` before the learner's code ran) on a fixed linear loss of every
     parameter the module has now; returns every parameter after it. The verdict knows where each must land:
     value − lr · weights. A parameter the optimiser no longer holds does not move; two that share memory move twice."""
@@ -132,9 +132,29 @@ def optimiser_step(module: nn.Module, optimiser: t.optim.Optimizer, lr: float) -
     }
 
 
-def sgd_for(module: nn.Module, lr: float = 0.25) -> t.optim.Optimizer:
+class PlainSGD:
+    """Plain SGD over the parameters a module has when it is built, for `optimiser_step`: the same step as
+    `torch.optim.SGD` (p ← p − lr · grad), without its first-use cost (building the first torch optimiser in a process
+    imports torch._dynamo: seconds, in every grader child). Like any optimiser it holds the parameter objects it was
+    given, so a parameter replaced afterwards is not moved."""
+
+    def __init__(self, params: Iterable[nn.Parameter], lr: float) -> None:
+        self.params, self.lr = list(params), lr
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @t.no_grad()
+    def step(self) -> None:
+        for p in self.params:
+            if p.grad is not None:
+                p.sub_(self.lr * p.grad)
+
+
+def sgd_for(module: nn.Module, lr: float = 0.25) -> PlainSGD:
     """The optimiser `optimiser_step` uses: plain SGD over the module's parameters as they are now."""
-    return t.optim.SGD(module.parameters(), lr=lr)
+    return PlainSGD(module.parameters(), lr)
 
 
 HINT_REPLACED = (

@@ -37,7 +37,6 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-import utils.sae_step
 import utils.training
 from solutions.sae.toy_sae import ToySAE, ToySAEConfig
 from solutions.sae.toy_sae_experiments import pentagon_directions
@@ -337,17 +336,9 @@ SAE_PROBLEMS = [
 ]
 
 
-def without_shortcut(loop: Loop) -> Loop:
-    """`loop` with `train_sae`'s hand-written step switched off: every step runs the SAE's forward and autograd."""
-
-    def run(sae: ToySAE, steps: int, batch_size: int) -> None:
-        ours, utils.sae_step.StandardSAEStep.of = utils.sae_step.StandardSAEStep.of, classmethod(lambda cls, sae: None)
-        try:
-            loop(sae, steps, batch_size)
-        finally:
-            utils.sae_step.StandardSAEStep.of = ours
-
-    return run
+def optimized_sae_train_without_shortcut(sae: ToySAE, steps: int, batch_size: int) -> None:
+    """`optimize` with its hand-written step switched off: every step runs the SAE's forward and autograd."""
+    sae.optimize(batch_size=batch_size, steps=steps, log_freq=100, lr=LR, shortcut=False)
 
 
 OURS_AUTOGRAD = "optimize without its hand-written step"
@@ -356,7 +347,7 @@ SAE_VARIANTS: dict[str, tuple[type, Loop]] = {
     NAIVE_1: (NaiveSAE, on_threads(1, naive_sae_train)),
     OURS: (ToySAE, on_threads(DEFAULT_THREADS, optimized_sae_train, loop_may_reduce=True)),
     OURS_1: (ToySAE, on_threads(1, optimized_sae_train)),
-    OURS_AUTOGRAD: (ToySAE, on_threads(DEFAULT_THREADS, without_shortcut(optimized_sae_train), loop_may_reduce=True)),
+    OURS_AUTOGRAD: (ToySAE, on_threads(DEFAULT_THREADS, optimized_sae_train_without_shortcut, loop_may_reduce=True)),
 }
 
 

@@ -28,9 +28,6 @@ summed over instances. With r = ∂L/∂ĥ = 2 (ĥ − h) / (B d_in) and g = ∂
 This module belongs to the course's runtime library: it imports nothing from `solutions` or `tests`.
 """
 
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-
 import torch as t
 from jaxtyping import Bool, Float
 from torch import Tensor, nn
@@ -195,65 +192,31 @@ def set_rng_state(device: t.device, state: tuple[Tensor, Tensor | None]) -> None
 
 
 class Shortcut:
-    """What `train_sae` asks of the hand-written step, and when it may use it.
+    """What `train_sae` asks of the hand-written step, and when it may use it (never when `enabled` is False).
 
     `batch(step)` gives each step's data: the SAE's own first batch, then, when `hidden_batch` was seen to draw the
     same, its batches. `gradients_set(h, log)` sets the gradients for `h` itself (and says which latents fired) on
     the steps that log nothing, once the SAE's own forward pass and autograd have agreed with it on the first step.
     On a logged step the SAE's own code runs (its values are what the log records), and `check(h, acts, own)` then
     compares the hand-written gradients with its own: at the first disagreement the shortcut is off for good.
-
-    With `ahead`, a second thread draws each `hidden_batch` while the step before it computes (at S1's size a third
-    of a step is `torch.rand` alone). The batches, and the order in which random numbers are drawn, stay those of one
-    thread: nothing else of the standard SAE's step (the hand-written gradients, Adam, the decoder's renormalisation)
-    draws random numbers, and no batch is drawn ahead where something else might. `rng_free(step)` says whether the
-    rest of step `step` draws none (False before a resampling, which does), and a logged step, which runs the SAE's
-    own code, first waits for the batch being drawn. `close()` ends the thread.
     """
 
-    def __init__(
-        self,
-        sae: nn.Module,
-        batch_size: int,
-        steps: int,
-        ahead: bool = False,
-        rng_free: Callable[[int], bool] = lambda step: True,
-    ) -> None:
+    def __init__(self, sae: nn.Module, batch_size: int, enabled: bool = True) -> None:
         try:
-            self.step = StandardSAEStep.of(sae)
+            self.step = StandardSAEStep.of(sae) if enabled else None
         except COULD_NOT_COMPUTE:  # a config the standard step cannot read (a coefficient of another kind, ...)
             self.step = None
         self.trusted = False
-        self.sae, self.batch_size, self.steps = sae, batch_size, steps
+        self.sae, self.batch_size = sae, batch_size
         self.draw = sae.generate_batch
-        self.ahead, self.rng_free = ahead and self.step is not None, rng_free
-        self.drawer: ThreadPoolExecutor | None = None  # made inside the loop: a thread takes torch's thread count then
-        self.next: Future | None = None  # the batch of the next step, being drawn
 
     def batch(self, step: int) -> Tensor:
-        if step == 0:
-            if self.step is None:
-                return self.sae.generate_batch(self.batch_size)
+        if step == 0 and self.step is not None:
             first, same = self.step.first_batch(self.batch_size)
             if same:
                 self.draw = self.step.hidden_batch
-            # only `hidden_batch` is drawn ahead: it reads the frozen toy model, never the SAE that the step updates
-            self.ahead = self.ahead and same
             return first
-        if self.next is not None:
-            h, self.next = self.next.result(), None
-        else:
-            h = self.draw(self.batch_size)
-        if self.ahead and step + 1 < self.steps and self.rng_free(step):
-            if self.drawer is None:
-                self.drawer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sae-batches")
-            self.next = self.drawer.submit(self.draw, self.batch_size)
-        return h
-
-    def close(self) -> None:
-        if self.drawer is not None:
-            self.drawer.shutdown(wait=True)
-            self.drawer, self.next = None, None
+        return self.draw(self.batch_size)
 
     @property
     def checking(self) -> bool:
@@ -263,8 +226,6 @@ class Shortcut:
     def gradients_set(self, h: Tensor, log: bool) -> Bool[Tensor, "inst d_sae"] | None:
         """Which latents fired on `h`, having set the gradients; None when the SAE's own code must run instead."""
         if not self.trusted or log:
-            if self.next is not None:  # the SAE's own code might draw random numbers: not while a batch is drawn
-                wait([self.next])
             return None
         return self.step.set_gradients(h)
 
@@ -276,4 +237,3 @@ class Shortcut:
         if not self.trusted:
             self.step = None
             self.draw = self.sae.generate_batch
-            self.ahead = False

@@ -244,7 +244,9 @@ def train(
                     logs[name][next_log] = value.detach()
                 next_log += 1
                 if not bar.disable:
-                    bar.set_postfix({name: f"{log[next_log - 1].float().mean():.3g}" for name, log in logs.items()})
+                    # one number: every logged value would squeeze the bar itself out of view
+                    if shown := "loss" if "loss" in logs else next(iter(logs), None):
+                        bar.set_postfix({shown: f"{logs[shown][next_log - 1].float().mean():.3g}"})
                     bar.update(step + 1 - bar.n)
         bar.update(steps - bar.n)
     return {"step": t.tensor(log_steps), **{name: log.cpu() for name, log in logs.items()}}
@@ -341,6 +343,7 @@ def train_sae(
     freq: int,
     window: int,
     scale: float,
+    shortcut: bool = True,
 ) -> dict[str, Tensor]:
     """Train an SAE with Adam: anything with `cfg` (n_inst, d_sae), `generate_batch`, `forward(h) -> (loss_dict,
     loss [batch inst], acts [batch inst d_sae], h_reconstructed)`, `after_update()` and `latent_axes()`.
@@ -355,12 +358,12 @@ def train_sae(
     own name ("W_enc", "b_enc", ...: [n_logs, ...]), and "W_dec" as the SAE decodes with it; with resampling, also
     "resampled_latents" [n_resamples, inst, d_sae], True for the latents each resampling step gave a new start.
 
-    For the standard SAE, however its code is written, the steps between logs run on hand-written gradients
-    (`utils.sae_step`, ~3× faster on the pentagon SAE), once the SAE's own forward pass and autograd are seen to give
-    the same gradients: on the first step, and again on every logged step. Any other SAE trains on its own code.
-    Small SAEs train on one CPU thread, as in `train`, judged by the multiply-adds of one matrix product; a big one
-    on a CPU with threads to spare has each batch drawn on one of them while the step before it computes on the
-    others (the same batches, from the same random numbers, as on one thread).
+    With `shortcut` (the default), the steps of a standard SAE between logs run on hand-written gradients
+    (`utils.sae_step`, ~3× faster on the pentagon SAE), however its code is written, once the SAE's own forward pass
+    and autograd are seen to give the same gradients: on the first step, and again on every logged step. The SAE's
+    own `forward` then runs on the first and the logged steps only. Any other SAE, or any SAE with `shortcut=False`,
+    trains on its own code at every step. Small SAEs train on one CPU thread, as in `train`, judged by the
+    multiply-adds of one matrix product.
     """
     resample = None
     if method is not None:
@@ -378,10 +381,7 @@ def train_sae(
     # the standard SAE's gradients written out by hand (utils/sae_step.py), used on the steps that log nothing once
     # the SAE's own forward pass has been seen to compute the same: on the first step, and again on every logged one
     big = n_inst * batch_size * d_sae * sae.cfg.d_in >= SINGLE_THREAD_BELOW
-    # a big SAE on a CPU with threads to spare has each batch drawn on one of them while the step before it computes
-    # on the others; never just before a resampling step, which draws random numbers of its own
-    ahead = big and device.type == "cpu" and t.get_num_threads() > 1
-    shortcut = Shortcut(sae, batch_size, steps, ahead, rng_free=lambda step: resample is None or (step + 1) % freq != 0)
+    shortcut = Shortcut(sae, batch_size, enabled=shortcut)
     # the weights on every logged step, and the decoder as the SAE uses it (`W_dec`: the encoder transposed if tied)
     snapshots = Snapshots(sae, extra=lambda: {"W_dec": sae.W_dec})
 
@@ -437,21 +437,19 @@ def train_sae(
             shape[axis] = d_sae
             optimizer.reset(param, dead.view(shape))
 
-    threads = cpu_threads(device, t.get_num_threads() - 1) if shortcut.ahead else contextlib.nullcontext()
-    with threads, contextlib.closing(shortcut):  # the thread drawing batches ends with training, however it ends
-        history = train(
-            objective,
-            shortcut.batch,
-            optimizer,
-            steps=steps,
-            lr=lr,
-            lr_scale=lr_scale,
-            log_freq=log_freq,
-            desc=type(sae).__name__,
-            single_thread=not big,
-            after_update=after_update,
-            every=(freq, resample_dead_latents) if resample is not None else None,
-        )
+    history = train(
+        objective,
+        shortcut.batch,
+        optimizer,
+        steps=steps,
+        lr=lr,
+        lr_scale=lr_scale,
+        log_freq=log_freq,
+        desc=type(sae).__name__,
+        single_thread=not big,
+        after_update=after_update,
+        every=(freq, resample_dead_latents) if resample is not None else None,
+    )
     if resample is not None:
         history["resample_step"] = t.arange(freq - 1, steps, freq)[: len(resampled)]
         latents = t.stack(resampled).cpu() if resampled else t.zeros((0, n_inst, d_sae), dtype=t.bool)

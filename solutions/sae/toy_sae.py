@@ -177,6 +177,7 @@ class ToySAE(nn.Module):
         resample_freq: int = 2500,
         resample_window: int = 500,
         resample_scale: float = 0.5,
+        shortcut: bool = True,
     ) -> dict[str, Tensor]:
         """Train every instance at once with Adam; return per-instance logs every `log_freq` steps.
 
@@ -188,6 +189,10 @@ class ToySAE(nn.Module):
         "resample_step" and "resampled" [n_resamples, inst], how many latents each of those steps resampled
         ("resampled_latents" [n_resamples, inst, d_sae]: which). Snapshots of the weights on the logged steps, for
         animations, come under the weights' names: "W_enc", "b_enc", "b_dec", "W_dec" [n_logs, inst, ...].
+
+        With `shortcut` (the default), a standard SAE trains on hand-written gradients between logged steps, once its
+        own `forward` is seen to give the same (`utils.sae_step`): `forward` then runs only on the first and the
+        logged steps. `shortcut=False` runs `forward` and autograd on every step (slower, the same maths).
         """
         return train_sae(
             self,
@@ -200,6 +205,7 @@ class ToySAE(nn.Module):
             resample_freq,
             resample_window,
             resample_scale,
+            shortcut,
         )
 
 

@@ -5,6 +5,13 @@ missing normalisation shows), a feature that some latent points at exactly, one 
 (cosine −1, which a ReLU latent cannot represent), a dead latent with an all-zero row, and as many latents as
 features plus two (so that maximising over the wrong axis changes the shape). `sae_metrics` is probed with a standard
 SAE (`ProbeSAE`) on activations with a non-zero mean, with one dead latent and one rare one.
+
+Kit properties. feature_recovery: every instance can fail on its own (3: the instance that differs is named), and a
+second case with no dead latent where, in every instance i, every latent points away from feature i (6: its best
+cosine is negative, not 0). sae_metrics: each instance has a dead fraction of its own (3), and two latents fire on
+every input at 1e-9 (6: a latent is dead when its activation is exactly 0 on every input, alive when positive, however
+small). Neither reads a config field (1), a decoder it must tie (2), computes anything trained (4) or writes
+parameters (5).
 """
 
 import einops
@@ -13,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tests.harness import CheckFailed, Context, Exercise, Mistake, expect_close, expect_tensor, mistake_outputs
+from tests.kit import expect_close_per_instance
 from tests.sae.common import ProbeSAE, probe_activations
 
 MODULE = "solutions.sae.measuring_recovery"
@@ -34,10 +42,25 @@ def recovery_case(context: Context) -> dict[str, Tensor]:
     return {"W_dec": W_dec, "true_features": features}
 
 
+def all_negative_case(context: Context) -> dict[str, Tensor]:
+    """No dead latent; in every instance i, every latent points away from feature i (all its cosines are negative,
+    at most about −0.05): its best cosine is negative, not 0."""
+    g = context.generator(63)
+    W_dec = t.randn((N_INST, D_SAE, D_IN), generator=g)
+    features = t.randn((N_INST, N_FEATURES, D_IN), generator=g)
+    for i in range(N_INST):
+        direction = features[i, i] / features[i, i].norm()
+        along = W_dec[i] @ direction  # [d_sae]
+        W_dec[i] -= (along + 0.3 + t.rand(D_SAE, generator=g))[:, None] * direction
+    return {"W_dec": W_dec, "true_features": features}
+
+
 def probe_feature_recovery(feature_recovery, context: Context) -> dict:
     case = {name: value.to(context.device) for name, value in recovery_case(context).items()}
     single = {name: value[:1] for name, value in case.items()}
+    negative = {name: value.to(context.device) for name, value in all_negative_case(context).items()}
     return {
+        "all_negative": feature_recovery(negative["W_dec"], negative["true_features"]),
         "recovery": feature_recovery(case["W_dec"], case["true_features"]),
         "single_instance": feature_recovery(single["W_dec"], single["true_features"]),
         "W_dec_after": case["W_dec"],
@@ -104,6 +127,25 @@ HINT_AXIS = "For every true feature take the best latent: the max over the d_sae
 HINT_DEAD_ROW = "A dead latent's decoder row can be all zeros: normalise with an epsilon (or `F.normalize`) so that it gives cosine 0, not NaN"
 HINT_MMCS = "Return one value per feature, [inst feats]: the MMCS is their mean, which the caller takes"
 
+
+def recovery_best_starts_at_zero(W_dec, true_features):
+    cosines = cosines_of(W_dec, true_features)
+    best = t.zeros((cosines.shape[0], cosines.shape[2]))
+    for latent in range(cosines.shape[1]):
+        best = t.maximum(best, cosines[:, latent])
+    return best
+
+
+def recovery_features_of_instance_zero(W_dec, true_features):
+    latents, feats = F.normalize(W_dec, dim=-1), F.normalize(true_features[0], dim=-1)
+    return einops.einsum(latents, feats, "inst d_sae d_in, feats d_in -> inst d_sae feats").max(dim=1).values
+
+
+HINT_NEGATIVE = (
+    "A feature that every latent points away from has a negative best cosine: take the plain maximum, don't start it "
+    "at 0 or clamp it (a ReLU latent cannot represent that feature, and the score should say so)"
+)
+
 RECOVERY_MISTAKES = [
     Mistake(recovery_without_normalising, HINT_NORMALISE),
     Mistake(recovery_normalising_latents_only, HINT_NORMALISE),
@@ -115,7 +157,22 @@ RECOVERY_MISTAKES = [
     Mistake(recovery_normalised_over_latents, "Normalise every decoder row over d_in (`dim=-1`), not over the latents"),
     Mistake(recovery_first_instance_latents, "Compare every instance's features with that instance's own latents"),
     Mistake(recovery_returns_mmcs, HINT_MMCS),
+    Mistake(recovery_best_starts_at_zero, HINT_NEGATIVE),  # kind 6
+    Mistake(
+        recovery_features_of_instance_zero, "Compare every instance's latents with that instance's own true features"
+    ),  # kind 3
 ]
+
+
+def expect_close_named(got: Tensor, expected: Tensor, what: str, outputs: dict, hints: dict) -> None:
+    """`expect_close`, naming the instance that differs when no catalogued mistake explains the values."""
+    if t.allclose(got, expected, rtol=1e-4, atol=1e-5):
+        return
+    for name, output in outputs.items():
+        if isinstance(output, Tensor) and output.shape == got.shape and t.allclose(got, output, rtol=1e-4, atol=1e-5):
+            raise CheckFailed(f"{what} is wrong. {hints[name]}")
+    expect_close_per_instance(got, expected, what)
+    expect_close(got, expected, what)
 
 
 def verdict_feature_recovery(results: dict, context: Context) -> None:
@@ -134,7 +191,16 @@ def verdict_feature_recovery(results: dict, context: Context) -> None:
     if not t.isfinite(got).all():
         raise CheckFailed(HINT_DEAD_ROW + ".")
     outputs, hints = mistake_outputs(RECOVERY_MISTAKES, lambda impl: impl(W_dec, features))
-    expect_close(got, feature_recovery(W_dec, features), "feature_recovery(W_dec, true_features)", outputs, hints)
+    expected = feature_recovery(W_dec, features)
+    expect_close_named(got, expected, "feature_recovery(W_dec, true_features)", outputs, hints)
+    negative = all_negative_case(context)
+    got = expect_tensor(results["all_negative"], "feature_recovery (a feature every latent points away from)",
+                        (N_INST, N_FEATURES), "inst feats")  # fmt: skip
+    expected = feature_recovery(negative["W_dec"], negative["true_features"])
+    assert all(expected[i, i] < -0.01 for i in range(N_INST)), "own case: feature i of instance i is all negative"
+    what = "feature_recovery on a feature whose every cosine is negative (feature i of instance i)"
+    outputs, hints = mistake_outputs(RECOVERY_MISTAKES, lambda impl: impl(negative["W_dec"], negative["true_features"]))
+    expect_close_named(got, expected, what, outputs, hints)
     single = expect_tensor(
         results["single_instance"], "feature_recovery on one instance", (1, N_FEATURES), "inst feats"
     )
@@ -165,8 +231,18 @@ def recovery_with_loops(W_dec, true_features):
 METRICS = ("l0", "explained_variance", "mse", "dead")
 
 
+TINY = 1e-9  # latents 4 and 5 fire on every input with this activation: alive, however small
+
+
 def metrics_case(context: Context) -> tuple[ProbeSAE, Tensor]:
+    """A standard SAE where latent 0 is dead and latent 1 rare in every instance; instance i has i more dead latents
+    (2, ..., i + 1), so that each instance's dead fraction is its own; latents 4 and 5 fire on every input at 1e-9."""
     sae = ProbeSAE(context, salt=61)
+    with t.no_grad():
+        for i in range(sae.b_enc.shape[0]):
+            sae.b_enc[i, 2 : 2 + i] = -100.0
+        sae.W_enc[:, :, 4:] = 0.0
+        sae.b_enc[:, 4:] = TINY
     return sae, probe_activations(context, 62, sae)
 
 
@@ -256,6 +332,24 @@ HINT_DEAD = (
     "dead is the *fraction* of latents that fire on no input of the batch (a latent that fires even once is alive)"
 )
 
+
+def metrics_dead_pooled_over_instances(sae, h):
+    def pooled(a, h, r):
+        fired = einops.reduce((a > 0).float(), "batch inst d_sae -> d_sae", "max")
+        return (fired == 0).float().mean().expand(a.shape[1])
+
+    return metric_values(sae, h, dead=pooled)
+
+
+def metrics_dead_below_a_tolerance(sae, h):
+    return metric_values(sae, h, dead=lambda a, h, r: (a.max(0).values < 1e-6).float().mean(-1))
+
+
+HINT_FIRES = (
+    "A latent fires whenever its activation is positive, however small (`acts > 0`): a tolerance counts a live latent "
+    "as dead"
+)
+
 METRICS_MISTAKES = [
     Mistake(metrics_uncentred_variance, HINT_EV),
     Mistake(metrics_mean_of_ratios, HINT_EV),
@@ -268,6 +362,12 @@ METRICS_MISTAKES = [
     Mistake(metrics_dead_count, HINT_DEAD),
     Mistake(metrics_dead_when_rare, HINT_DEAD),
     Mistake(metrics_dead_when_ever_zero, HINT_DEAD),
+    Mistake(
+        metrics_dead_pooled_over_instances,
+        "Count dead latents per instance: reduce over the batch only, not over the instances too (each instance is "
+        "an SAE of its own)",
+    ),  # kind 3
+    Mistake(metrics_dead_below_a_tolerance, HINT_FIRES),  # kind 6
 ]
 
 
@@ -284,6 +384,7 @@ def verdict_sae_metrics(results: dict, context: Context) -> None:
         expected = sae_metrics(sae, h)
         alive_rates = (sae(h)[2] > 0).float().mean(0)
     assert ((alive_rates[:, 1] > 0) & (alive_rates[:, 1] < 0.05)).all() and (alive_rates[:, 0] == 0).all(), "own case"
+    assert (alive_rates[:, 4:] == 1).all() and (expected["dead"] == t.tensor([1, 2, 3]) / 6).all(), "own case"
     mistaken = {}
     with t.no_grad():
         for mistake in METRICS_MISTAKES:
@@ -295,7 +396,7 @@ def verdict_sae_metrics(results: dict, context: Context) -> None:
             raise CheckFailed(f"`{name}` should be a tensor with one value per instance, shape [inst], got a number.")
         value = expect_tensor(value, f"sae_metrics(...)['{name}']", (h.shape[1],), "inst")
         candidates = {k: v[name] for k, v in mistaken.items()}
-        expect_close(value.float(), expected[name], f"sae_metrics(...)['{name}']", candidates, hints)
+        expect_close_named(value.float(), expected[name], f"sae_metrics(...)['{name}']", candidates, hints)
 
 
 def metrics_with_mse_loss(sae, h):

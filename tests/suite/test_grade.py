@@ -215,9 +215,10 @@ def build_submissions(folder: Path, out: Path, targets_dir: Path) -> Targets:
          folder / "hangs_defining_class.ipynb")  # fmt: skip
     hog = edit(load(SOLUTIONS), "class ToyModel", "        hidden = einops.einsum(features",
                "        while True:\n            pass\n        hidden = einops.einsum(features")  # fmt: skip
+    # 1 GiB a step: over the memory limit at the second, long before the exercise's time limit under load
     edit(hog, "class ToyModel", "    def generate_batch(self, batch_size: int)",
          "    def generate_batch(self, batch_size: int):\n"
-         "        hog = []\n        while True:\n            hog.append(t.ones(2**26))\n"
+         "        hog = []\n        while True:\n            hog.append(t.ones(2**28))\n"
          "    def _unused(self, batch_size: int)")  # fmt: skip
     save(hog, folder / "hangs_in_forward_hogs_memory.ipynb")
 
@@ -416,13 +417,15 @@ def test_learner_controlled_text_is_escaped_and_defused(graded):
 
 
 def test_tampering_inside_the_child_earns_nothing_for_wrong_code(graded):
-    for submission in ("tamper_patch.ipynb", "tamper_forge.ipynb"):
-        report = graded["json"][submission]["exercises"]
-        assert report["tms.forward"]["points"] == 0 and report["tms.forward"]["status"] in ("fail", "error")
-        # the rest of the submission still counts (until the grader stopped running the notebook's training cells,
-        # whose every forward call forged frames too, an innocent exercise could lose its points under load)
-        assert {report[i]["status"] for i in TOY_MODEL - {"tms.forward"}} == {"pass"}, report
-    assert "b_final" in graded["json"]["tamper_patch.ipynb"]["exercises"]["tms.forward"]["message"]
+    report = graded["json"]["tamper_forge.ipynb"]["exercises"]
+    assert report["tms.forward"]["points"] == 0 and report["tms.forward"]["status"] in ("fail", "error")
+    # the rest of the submission still counts (until the grader stopped running the notebook's training cells,
+    # whose every forward call forged frames too, an innocent exercise could lose its points under load)
+    assert {report[i]["status"] for i in TOY_MODEL - {"tms.forward"}} == {"pass"}, report
+    # patching `tests` and `torch` while defining ToyModel is tampering (CURRICULUM §6): that class earns nothing
+    report = graded["json"]["tamper_patch.ipynb"]["exercises"]
+    assert {(report[i]["status"], report[i]["points"]) for i in TOY_MODEL} == {("tampered", 0)}, report
+    assert "tests.check" in report["tms.forward"]["message"]
 
 
 def test_solutions_cannot_be_imported_or_read(graded):
@@ -547,7 +550,7 @@ def test_names_reused_after_the_last_exercise_do_not_change_what_is_graded():
 
 def test_extraction_survives_magics_syntax_errors_and_junk(tmp_path):
     assert python_source("%pip install x\n  !ls\nimport os") == "pass\n  pass\nimport os"
-    assert python_source("%%time\nx = 1") == ""
+    assert python_source("%%time\nx = 1") == "\nx = 1"  # IPython runs its body, as Python
     plan = plan_notebook(cells_of("%matplotlib inline\nimport os", "def f(:\n", "def g():\n    return os"), {"g"})
     assert plan.chunks == [(0, 1), (2, 0)]
     assert any("cell 2" in note and "does not parse" in note for note in plan.notes)

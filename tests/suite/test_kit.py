@@ -167,3 +167,27 @@ def test_an_einsum_that_does_not_fit_is_explained():
     context = Context()
     with pytest.raises(CheckFailed, match="einsum whose pattern does not fit"):
         judge(exercise, run_probe(exercise, Learner, context), context)
+
+
+# ------------------------------------------------------- 5 (addition): PlainSGD steps as torch's SGD does
+
+
+def test_plain_sgd_steps_as_torch_sgd_and_misses_a_replaced_parameter():
+    module = Tiny()
+    twin = Tiny()
+    twin.load_state_dict(module.state_dict())
+    torch_step = optimiser_step(module, t.optim.SGD(module.parameters(), lr=0.25), lr=0.25)
+    plain_step = optimiser_step(twin, sgd_for(twin), lr=0.25)
+    assert all(t.allclose(torch_step[name], plain_step[name]) for name in torch_step)
+
+    def replace(module):
+        module._W_dec = nn.Parameter(module._W_dec * 2)
+
+    module = Tiny()
+    before, optimiser = parameter_record(module), sgd_for(module)
+    replace(module)
+    stepped = optimiser_step(module, optimiser, lr=0.25)
+    with pytest.raises(CheckFailed, match="one optimiser step does not move `_W_dec`"):
+        expect_parameters_kept({"ids": {}, "spans": {}}, parameter_record(module), stepped, "resampling")
+    with pytest.raises(CheckFailed, match="`_W_dec` is a new object"):
+        expect_parameters_kept(before, parameter_record(module), stepped, "resampling")

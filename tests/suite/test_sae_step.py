@@ -3,7 +3,6 @@
 on the SAE's own code gives."""
 
 import copy
-import threading
 
 import pytest
 import torch as t
@@ -274,109 +273,25 @@ def test_a_step_that_cannot_compute_leaves_the_sae_to_its_own_code(monkeypatch):
     assert_trained_alike(*trained, "fallback")
 
 
-# ------------------------------------------------------------------------ batches drawn on a second thread
+# ------------------------------------------------------------------------------------------- the switch
 
 
-def big_sae(tied: bool = False) -> ResamplingToySAE:
-    """An SAE big enough to have its batches drawn ahead: 2 · 128 · 128 · 32 multiply-adds a matrix product at batch
-    size 128, over SINGLE_THREAD_BELOW. The resampling class, so that resampling can be tested too."""
-    return ResamplingToySAE(ToySAEConfig(2, 32, 128, sparsity_coeff=0.01, tied_weights=tied), toy_model(2, 128, 32))
-
-
-def drawing_threads() -> list[str]:
-    return [thread.name for thread in threading.enumerate() if thread.name.startswith("sae-batches")]
-
-
-def train_with_and_without_drawing_ahead(make, monkeypatch, steps: int = 40, **optimize):
-    """(the thread that drew each step's batch when drawing ahead, [(SAE, log, the random number generator's state
-    after training) when drawing ahead, the same on one thread])."""
-    drawn_on = []
-    original = StandardSAEStep.hidden_batch
-
-    def hidden_batch(step, batch_size):
-        drawn_on.append(threading.current_thread().name)
-        return original(step, batch_size)
-
-    monkeypatch.setattr(StandardSAEStep, "hidden_batch", hidden_batch)
-    before = t.get_num_threads()
-    t.set_num_threads(2)  # a spare CPU thread, whatever the machine has
-    try:
-        runs = []
-        for ahead in (True, False):
-            with monkeypatch.context() as patch:
-                if not ahead:
-                    patch.setattr(
-                        utils.training,
-                        "Shortcut",
-                        lambda sae, batch_size, steps, ahead, **kw: utils.sae_step.Shortcut(
-                            sae, batch_size, steps, False, **kw
-                        ),
-                    )
-                t.manual_seed(5)
-                sae = make()
-                log = sae.optimize(batch_size=128, steps=steps, log_freq=10, **optimize)
-                runs.append((sae, log, t.random.get_rng_state()))
-                assert t.get_num_threads() == 2, "training restores the caller's number of threads"
-                assert not drawing_threads(), "the thread that draws batches ended with training"
-    finally:
-        t.set_num_threads(before)
-    return drawn_on[:steps], runs
-
-
-@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
-def test_batches_drawn_ahead_are_the_batches_of_one_thread(tied, monkeypatch):
-    drawn_on, [(fast, fast_log, fast_rng), (slow, slow_log, slow_rng)] = train_with_and_without_drawing_ahead(
-        lambda: big_sae(tied), monkeypatch
-    )
-    # steps 0 (its batch compared with the SAE's own) and 1 draw when they start, each later step's batch is drawn on
-    # the second thread during the step before it
-    assert drawn_on[:2] == ["MainThread"] * 2, drawn_on
-    assert all(name.startswith("sae-batches") for name in drawn_on[2:]), drawn_on
-    assert t.equal(fast_rng, slow_rng), "as many random numbers were drawn, and nothing drew after the last batch"
-    assert_trained_alike(fast, fast_log, slow, slow_log, "drawn ahead")
-
-
-@pytest.mark.parametrize("method", ["simple", "advanced"])
-def test_no_batch_is_drawn_ahead_of_a_resampling(method, monkeypatch):
-    """Resampling draws random numbers: the batch after it must be drawn after it, as on one thread."""
-
-    def make():
-        sae = big_sae()
-        with t.no_grad():
-            sae.b_enc[:, :16] = -10  # latents that never fire until resampled
-        return sae
-
-    resampling = dict(resample_method=method, resample_freq=20, resample_window=10)
-    drawn_on, [(fast, fast_log, fast_rng), (slow, slow_log, slow_rng)] = train_with_and_without_drawing_ahead(
-        make, monkeypatch, steps=60, **resampling
-    )
-    # steps 20 and 40 follow a resampling
-    assert [step for step, name in enumerate(drawn_on) if name == "MainThread"] == [0, 1, 20, 40], drawn_on
-    assert fast_log["resampled"].sum() > 0, "latents were resampled"
-    assert t.equal(fast_rng, slow_rng)
-    assert_trained_alike(fast, fast_log, slow, slow_log, "resampled, drawn ahead")
-
-
-class FailsAtStep(ToySAE):
-    """An SAE whose forward pass raises on its third call (the logged step 20)."""
-
+class CountsForwards(ToySAE):
     calls = 0
 
     def forward(self, h):
         self.calls += 1
-        if self.calls == 3:
-            raise ValueError("a learner's bug")
         return super().forward(h)
 
 
-def test_an_error_in_training_ends_the_thread_that_draws_batches():
-    before = t.get_num_threads()
-    t.set_num_threads(2)
-    try:
-        sae = FailsAtStep(ToySAEConfig(2, 32, 128), toy_model(2, 128, 32))
-        with pytest.raises(ValueError, match="a learner's bug"):
-            sae.optimize(batch_size=128, steps=40, log_freq=10)
-        assert not drawing_threads()
-        assert t.get_num_threads() == 2
-    finally:
-        t.set_num_threads(before)
+def test_without_the_shortcut_forward_runs_on_every_step_and_trains_the_same(monkeypatch):
+    spy = Spy(monkeypatch)
+    t.manual_seed(5)
+    slow = CountsForwards(ToySAEConfig(3, 2, 5), toy_model(3, 5, 2))
+    slow_log = slow.optimize(batch_size=64, steps=30, log_freq=10, shortcut=False)
+    assert spy.calls == 0 and slow.calls == 30, "forward and autograd on every step, no hand-written gradient"
+    t.manual_seed(5)
+    fast = CountsForwards(ToySAEConfig(3, 2, 5), toy_model(3, 5, 2))
+    fast_log = fast.optimize(batch_size=64, steps=30, log_freq=10)
+    assert spy.calls == 26 and fast.calls == 4, "forward on the logged steps only (0, 10, 20 and the last)"
+    assert_trained_alike(fast, fast_log, slow, slow_log, "shortcut on and off")

@@ -285,8 +285,9 @@ def verdict_generate_dataset(results: dict, context: Context) -> None:
 
 # ---------------------------------------------------------------------------------------- warmup_cosine_lr
 
-# (steps, warmup_steps): a realistic schedule, tiny ones where an off-by-one shows, and no warm-up at all
-SCHEDULES = [(1000, 100), (10, 2), (7, 3), (50, 0), (400, 300)]
+# (steps, warmup_steps): a realistic schedule, tiny ones where an off-by-one shows, and both edges of warmup_steps: no
+# warm-up at all, and a warm-up that lasts the whole run (steps − warmup_steps = 0: the cosine is never reached)
+SCHEDULES = [(1000, 100), (10, 2), (7, 3), (50, 0), (400, 300), (6, 6)]
 
 
 def probe_warmup_cosine_lr(warmup_cosine_lr, context: Context) -> dict:
@@ -366,6 +367,14 @@ def lr_returns_learning_rate(step, steps, warmup_steps):
     return 1e-3 * 0.5 * (1 + math.cos(math.pi * (step - warmup_steps) / (steps - warmup_steps)))
 
 
+def lr_cosine_computed_first(step, steps, warmup_steps):
+    # both pieces computed up front, then the right one picked: divides by steps − warmup_steps = 0 when they are equal
+    progress = (step - warmup_steps) / (steps - warmup_steps)
+    if step < warmup_steps:
+        return step / warmup_steps
+    return 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def lr_fails_without_warmup(step, steps, warmup_steps):
     warmup = step / warmup_steps
     if step < warmup_steps:
@@ -384,6 +393,7 @@ HINT_INTEGER = "`step // warmup_steps` is integer division (always 0 during warm
 HINT_LAST_STEP = "Divide by (steps − warmup_steps): the multiplier reaches 0 at step = steps, one past the last step, so the last update still moves the weights"
 HINT_QUARTER_TO_LAST_STEP = "Use half a cosine period, ½ (1 + cos(π · progress)), with progress = (step − warmup_steps) / (steps − warmup_steps); yours is a quarter period, cos(π/2 · progress), that reaches 0 at the last step because it divides by (steps − 1 − warmup_steps)"
 HINT_MULTIPLIER = "Return a multiplier in [0, 1] (1 at the end of the warm-up), not the learning rate itself: the training loop multiplies it by lr"
+HINT_ALL_WARMUP = "With warmup_steps = steps the whole run is warm-up and the cosine is never reached: compute its progress (step − warmup_steps) / (steps − warmup_steps) only after the warm-up, so you never divide by 0"
 HINT_NO_WARMUP = "With warmup_steps = 0 there is no warm-up: compute step / warmup_steps only when step < warmup_steps, so you never divide by 0"
 
 LR_MISTAKES = [
@@ -399,6 +409,7 @@ LR_MISTAKES = [
     Mistake(lr_quarter_cosine_to_last_step, HINT_QUARTER_TO_LAST_STEP),
     Mistake(lr_returns_learning_rate, HINT_MULTIPLIER),
     Mistake(lr_fails_without_warmup, HINT_NO_WARMUP),
+    Mistake(lr_cosine_computed_first, HINT_ALL_WARMUP),
 ]
 
 
@@ -414,7 +425,9 @@ def verdict_warmup_cosine_lr(results: dict, context: Context) -> None:
         key = f"{steps},{warmup_steps}"
         value = results.get(key)
         if (message := raised(value)) is not None:
-            hint = HINT_NO_WARMUP + ". " if warmup_steps == 0 and "ZeroDivision" in message else ""
+            hint = ""
+            if "ZeroDivision" in message and warmup_steps in (0, steps):
+                hint = (HINT_NO_WARMUP if warmup_steps == 0 else HINT_ALL_WARMUP) + ". "
             raise CheckFailed(f"{hint}warmup_cosine_lr(step, {steps}, {warmup_steps}) raised {message}")
         if not isinstance(value, Tensor) or value.shape != (steps,):
             raise CheckFailed(f"warmup_cosine_lr should return one number per call, got {value!r:.80}.")
@@ -475,6 +488,14 @@ def lr_hugging_face_style(step, steps, warmup_steps):
     return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
+def lr_minimum_of_both_pieces(step, steps, warmup_steps):
+    # the ramp and the cosine are each 1 where the other one applies, so the schedule is the smaller of the two
+    ramp = step / warmup_steps if warmup_steps else 1.0
+    decay_steps = steps - warmup_steps
+    progress = max(step - warmup_steps, 0) / decay_steps if decay_steps else 0.0
+    return min(ramp, 0.5 * (1 + math.cos(math.pi * progress)))
+
+
 def lr_squared_cosine(step, steps, warmup_steps):
     # cos²(π/2 · progress) = ½ (1 + cos(π · progress)), returned as a 0-d tensor
     if step < warmup_steps:
@@ -496,6 +517,7 @@ EXERCISES = [
         verdict=verdict_generate_dataset,
         mistakes=DATASET_MISTAKES,
         alternatives=[dataset_with_functional_normalize, dataset_own_draws_and_where, dataset_in_float64],
+        requires=("tms.generate_batch",),  # its points are generate_batch's, rescaled
     ),
     Exercise(
         id="tms.double_descent.lr_schedule",
@@ -509,6 +531,6 @@ EXERCISES = [
         probe=probe_warmup_cosine_lr,
         verdict=verdict_warmup_cosine_lr,
         mistakes=LR_MISTAKES,
-        alternatives=[lr_hugging_face_style, lr_squared_cosine],
+        alternatives=[lr_hugging_face_style, lr_squared_cosine, lr_minimum_of_both_pieces],
     ),
 ]

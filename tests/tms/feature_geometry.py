@@ -13,7 +13,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, expect_close, mistake_outputs
+from tests.kit import expect_close_per_instance
 from tests.tms.common import (
+    HINT_EVERY_INSTANCE,
     HINT_SQUEEZE,
     expect_close_to_reference,
     expect_shaped,
@@ -122,6 +124,16 @@ def dim_weak_features_as_dead(W):
     return t.where(norms > 0.5, norms**2 / (overlaps**2).sum(-1).clamp_min(1e-12), 0.0)
 
 
+def dim_loop_over_wrong_axis(W):
+    # the loop runs over W.shape[1] (d_hidden) where n_inst = W.shape[0] was meant: the last instances stay 0
+    D = t.zeros(W.shape[0], W.shape[2])
+    for i in range(W.shape[1]):
+        norms = W[i].norm(dim=0)
+        overlaps = (W[i] / norms.clamp_min(1e-8)).T @ W[i]
+        D[i] = norms**2 / (overlaps**2).sum(-1).clamp_min(1e-12)
+    return D
+
+
 def dim_squeezed(W):
     W_normed = W / W.norm(dim=1, keepdim=True).clamp_min(1e-8)
     overlaps = einops.einsum(W_normed, W, "inst h i, inst h j -> inst i j")
@@ -168,6 +180,7 @@ DIMENSIONALITY_MISTAKES = [
         "it its dimensionality is ‖W_i‖² / ‖W_i‖² = 1, however small ‖W_i‖ is. Don't zero features below a threshold.",
     ),
     Mistake(dim_squeezed, HINT_SQUEEZE),
+    Mistake(dim_loop_over_wrong_axis, HINT_EVERY_INSTANCE),
 ]
 
 
@@ -190,7 +203,9 @@ def verdict_compute_dimensionality(results: dict, context: Context) -> None:
         for name, output in outputs.items():
             if output.shape == D.shape and t.allclose(D[alive], output[alive], rtol=1e-4, atol=1e-5, equal_nan=True):
                 raise CheckFailed(f"compute_dimensionality(W) is wrong. {hints[name]}")
-        expect_close(D[alive], expected[alive], "compute_dimensionality(W) on the features that are not dead")
+        what = "compute_dimensionality(W) on the features that are not dead"
+        expect_close_per_instance(D.where(alive, 0.0), expected.where(alive, 0.0), what, inst_axis=0)
+        expect_close(D[alive], expected[alive], what)
     for inst, feature in (~alive).nonzero().tolist():
         dead = D[inst, feature]
         if not t.isfinite(dead):
@@ -256,6 +271,14 @@ def dpf_capped_at_one(W):
     return (W.shape[1] / W.pow(2).sum(dim=(1, 2))).clamp(max=1)
 
 
+def dpf_loop_over_wrong_axis(W):
+    # the loop runs over W.shape[1] (d_hidden) where n_inst = W.shape[0] was meant: the last instances stay 0
+    D_star = t.zeros(W.shape[0])
+    for i in range(W.shape[1]):
+        D_star[i] = W.shape[1] / (W[i] ** 2).sum()
+    return D_star
+
+
 def dpf_squeezed(W):
     return (W.shape[1] / W.pow(2).sum(dim=(1, 2))).squeeze()
 
@@ -293,6 +316,7 @@ DIMENSIONS_PER_FEATURE_MISTAKES = [
         "each of them gets more than one dimension, and D* = d_hidden / ‖W‖_F² > 1.",
     ),
     Mistake(dpf_squeezed, HINT_SQUEEZE),
+    Mistake(dpf_loop_over_wrong_axis, HINT_EVERY_INSTANCE),
 ]
 
 
@@ -314,7 +338,8 @@ def verdict_dimensions_per_feature(results: dict, context: Context) -> None:
     D_star = expect_shaped(D_star, "dimensions_per_feature(W)", (n_inst,), "inst")
     expected = dimensions_per_feature(W)
     run = lambda impl: impl(W)
-    expect_close_to_reference(D_star, expected, "dimensions_per_feature(W)", DIMENSIONS_PER_FEATURE_MISTAKES, run)
+    what = "dimensions_per_feature(W)"
+    expect_close_to_reference(D_star, expected, what, DIMENSIONS_PER_FEATURE_MISTAKES, run, inst_axis=0)
     for name, W_small in size_one_cases(context).items():
         what = f"dimensions_per_feature on W of shape {list(W_small.shape)} ({name})"
         judge_size_one(results["size_one"][name], dimensions_per_feature(W_small), what, "inst")

@@ -12,6 +12,7 @@ from torch import Tensor
 from tests.harness import CheckFailed, Context, Exercise, Mistake, attempt, raised
 from tests.stats import Budget
 from tests.tms.common import (
+    HINT_EVERY_INSTANCE,
     HINT_FRESH_CALLS,
     HINT_MAGNITUDE_INDEPENDENCE,
     HINT_SQUEEZE,
@@ -273,6 +274,16 @@ def stats_nan_for_dead_features(W):
     return norms, (overlaps**2).sum(-1) - overlaps.diagonal(dim1=1, dim2=2) ** 2
 
 
+def stats_loop_over_wrong_axis(W):
+    # the loop runs over W.shape[1] (d_hidden) where n_inst = W.shape[0] was meant: the last instances stay 0
+    norms, interference = t.zeros(W.shape[0], W.shape[2]), t.zeros(W.shape[0], W.shape[2])
+    for i in range(W.shape[1]):
+        norms[i] = W[i].norm(dim=0)
+        overlaps = (W[i] / norms[i].clamp_min(1e-8)).T @ W[i]
+        interference[i] = (overlaps**2).sum(-1) - overlaps.diagonal() ** 2
+    return norms, interference
+
+
 def stats_squeezed(W):
     norms = W.norm(dim=1)
     W_normed = W / norms.clamp_min(1e-8).unsqueeze(1)
@@ -302,6 +313,7 @@ STATS_MISTAKES = [
     Mistake(stats_norm_over_features, HINT_NORM_AXIS),
     Mistake(stats_nan_for_dead_features, HINT_DEAD),
     Mistake(stats_squeezed, HINT_SQUEEZE),
+    Mistake(stats_loop_over_wrong_axis, HINT_EVERY_INSTANCE),
 ]
 
 
@@ -320,9 +332,10 @@ def verdict_superposition_stats(results: dict, context: Context) -> None:
     if not (t.isfinite(norms).all() and t.isfinite(interference).all()):
         raise CheckFailed(HINT_DEAD + ".")
     expected_norms, expected_interference = superposition_stats(W)
-    expect_close_to_reference(norms, expected_norms, "norms", STATS_MISTAKES, lambda impl: impl(W)[0])
+    run_norms, run_interference = (lambda impl: impl(W)[0]), (lambda impl: impl(W)[1])
+    expect_close_to_reference(norms, expected_norms, "norms", STATS_MISTAKES, run_norms, inst_axis=0)
     expect_close_to_reference(
-        interference, expected_interference, "interference", STATS_MISTAKES, lambda impl: impl(W)[1]
+        interference, expected_interference, "interference", STATS_MISTAKES, run_interference, inst_axis=0
     )
     for name, W in stats_size_one_cases(context).items():
         what = f"superposition_stats on W of shape {list(W.shape)} ({name})"

@@ -35,6 +35,7 @@ import types
 
 from utils.grading import sandbox
 from utils.grading.extract import parse_cell
+from utils.grading.guard import Guard
 
 CHANNEL = -1  # the write end of this child's pipe to the grader
 
@@ -128,16 +129,42 @@ def run(plan_path: str, channel: int) -> None:
         send({"event": "exit", "status": status})
         os._exit(0)
     sandbox.die_with_parent()
+    report = reporter(channel)
+    guard = Guard(report)  # before the sandbox's audit hook, which refuses ctypes (the guard reads dict versions)
     applied, problems = protect(plan)
     if plan["layers"].get("namespaces"):
         applied.append("namespaces") if namespaces else problems.append("namespaces: unshare is not permitted here")
+    use_course(plan["course"])
+    guard.freeze()
     send({"event": "ready", "layers": applied, "problems": problems})
     main_module = types.ModuleType("__main__")  # the learner's code runs as a notebook's would, in __main__
     sys.modules["__main__"] = main_module
-    run_chunks(plan, main_module.__dict__)
-    run_probes(plan, main_module.__dict__)
+    run_chunks(plan, main_module.__dict__, guard.check, report)
+    run_probes(plan, main_module.__dict__, guard.check, report)
     send({"event": "done"})
     os._exit(0)  # skip interpreter shutdown: atexit handlers and finalizers are learner code too
+
+
+def reporter(channel: int):
+    """A function that tells the grader at once that learner code changed what the probes rely on; everything it
+    uses is bound now, before learner code runs. The grader then stops this child and blames what was running."""
+
+    def report(what, _write=os.write, _dumps=json.dumps, _str=str, _channel=channel):
+        frame = _dumps({"event": "tampered", "what": _str(what)[:300]}).encode() + b"\n"
+        try:
+            _write(_channel, len(frame).to_bytes(8, "little") + frame)
+        except OSError:
+            pass
+
+    return report
+
+
+def stop_if_tampered(check, report, _exit=os._exit) -> None:
+    """After learner code ran: if it changed what the probes rely on, report it and end this child."""
+    what = check()
+    if what is not None:
+        report(what)
+        _exit(0)
 
 
 def protect(plan: dict) -> tuple[list[str], list[str]]:
@@ -168,10 +195,11 @@ def use_course(course: str) -> None:
     importlib.invalidate_caches()
 
 
-def run_chunks(plan: dict, namespace: dict) -> None:
-    """Execute each kept statement on its own, in notebook order, with the cell's name in tracebacks."""
-    use_course(plan["course"])
-    modules = {}
+def run_chunks(plan: dict, namespace: dict, check, report) -> None:
+    """Execute each kept statement on its own, in notebook order, with the cell's name in tracebacks.
+
+    As in IPython, `from __future__ import annotations` applies to its whole cell and to every cell run after it."""
+    modules, futures, future = {}, set(plan.get("futures", [])), False
     for n, (cell, index) in enumerate(plan["chunks"]):
         send({"event": "chunk", "n": n})
         error = None
@@ -181,10 +209,7 @@ def run_chunks(plan: dict, namespace: dict) -> None:
                 modules[cell] = parse_cell(source)
                 linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
             body = modules[cell].body
-            future = any(
-                isinstance(node, ast.ImportFrom) and node.module == "__future__"
-                and any(alias.name == "annotations" for alias in node.names) for node in body
-            )  # fmt: skip
+            future = future or cell in futures
             code = compile(
                 ast.Module(body=[body[index]], type_ignores=[]), filename, "exec",
                 flags=__future__.annotations.compiler_flag if future else 0, dont_inherit=True,
@@ -192,10 +217,11 @@ def run_chunks(plan: dict, namespace: dict) -> None:
             exec(code, namespace)
         except BaseException as caught:  # SystemExit and KeyboardInterrupt included: the learner's code raised
             error = short_error(caught)
+        stop_if_tampered(check, report)
         send({"event": "chunk_done", "n": n, "error": error})
 
 
-def run_probes(plan: dict, namespace: dict) -> None:
+def run_probes(plan: dict, namespace: dict, check, report) -> None:
     from tests import EXERCISES
     from tests.harness import Context, encode_results, run_probe
 
@@ -212,4 +238,5 @@ def run_probes(plan: dict, namespace: dict) -> None:
         except BaseException as caught:  # the probe stops at Exception; learner code can also exit (SystemExit)
             message = f"{type(caught).__name__}: {caught}"[:1000]
             payload = encode_results({"status": "error", "message": message, "trace": short_error(caught)})
+        stop_if_tampered(check, report)
         send({"event": "result", "id": exercise_id}, payload)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
+import stat
 import symtable
 import threading
 from dataclasses import dataclass, field
@@ -52,15 +54,66 @@ class Plan:
     chunks: list[tuple[int, int]] = field(default_factory=list)  # (cell, statement) to run, in notebook order
     binders: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # symbol -> chunks that bind it
     members: dict[str, set[str]] = field(default_factory=dict)  # class -> attributes the notebook itself defines
+    bases: dict[str, set[str]] = field(default_factory=dict)  # class -> names of its bases (for inherited members)
+    where: dict[tuple[int, int], str] = field(default_factory=dict)  # chunk -> "cell 9, line 3 (`...`)"
+    futures: list[int] = field(default_factory=list)  # cells with `from __future__ import annotations`
+    broken: dict[int, str] = field(default_factory=dict)  # cell -> why it does not parse, for cells not planned
+    broken_sources: dict[int, str] = field(default_factory=dict)  # the source of each such cell (first 64 kB)
     notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """The plan as JSON data (the grader plans in a child process: see `utils.grading.planner`)."""
+        return {
+            "cells": {str(cell): source for cell, source in self.cells.items()},
+            "chunks": self.chunks,
+            "binders": self.binders,
+            "members": {owner: sorted(names) for owner, names in self.members.items()},
+            "bases": {owner: sorted(names) for owner, names in self.bases.items()},
+            "where": [[cell, index, text] for (cell, index), text in self.where.items()],
+            "futures": self.futures,
+            "broken": {str(cell): why for cell, why in self.broken.items()},
+            "broken_sources": {str(cell): source for cell, source in self.broken_sources.items()},
+            "notes": self.notes,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Plan:
+        return cls(
+            cells={int(cell): source for cell, source in data["cells"].items()},
+            chunks=[(cell, index) for cell, index in data["chunks"]],
+            binders={name: [(cell, index) for cell, index in chunks] for name, chunks in data["binders"].items()},
+            members={owner: set(names) for owner, names in data["members"].items()},
+            bases={owner: set(names) for owner, names in data["bases"].items()},
+            where={(cell, index): text for cell, index, text in data["where"]},
+            futures=list(data["futures"]),
+            broken={int(cell): why for cell, why in data["broken"].items()},
+            broken_sources={int(cell): source for cell, source in data["broken_sources"].items()},
+            notes=list(data["notes"]),
+        )
+
+
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file; anything else (FIFO, socket, device, symbolic link) is refused without blocking:
+    it is opened without following links and without waiting for a writer, then checked before any read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotANotebook("not a regular file")
+        if info.st_size > limit:
+            raise NotANotebook(f"larger than {limit // 2**20} MB")
+        with os.fdopen(os.dup(fd), "rb") as file:
+            return file.read(limit + 1)
+    finally:
+        os.close(fd)
 
 
 def code_cells(path: Path) -> list[tuple[int, str]]:
     """The (position, source) of every code cell; raises NotANotebook with a plain reason."""
     try:
-        if path.stat().st_size > MAX_NOTEBOOK_BYTES:
-            raise NotANotebook(f"larger than {MAX_NOTEBOOK_BYTES // 2**20} MB")
-        notebook = json.loads(path.read_bytes())
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            raise NotANotebook("not a regular file (a FIFO, socket, device or link): never opened")
+        notebook = json.loads(read_regular_file(path, MAX_NOTEBOOK_BYTES))
     except NotANotebook:
         raise
     except (OSError, ValueError, RecursionError) as error:
@@ -80,11 +133,26 @@ def code_cells(path: Path) -> list[tuple[int, str]]:
     return found
 
 
+# Cell magics whose body IPython runs as Python in the notebook's namespace, keeping its definitions (`%%timeit`
+# runs it inside a function, so nothing stays defined; `%%bash`, `%%writefile`, ... are not Python at all).
+PYTHON_CELL_MAGICS = ("time", "capture", "prun")
+
+
 def python_source(source: str) -> str:
-    """The cell as plain Python: IPython line magics and shell escapes (`%pip ...`, `!ls`) become `pass`."""
-    if source.lstrip().startswith("%%"):  # a cell magic: the whole cell is not Python
-        return ""
-    return re.sub(r"(?m)^([ \t]*)[%!].*$", r"\1pass", source)
+    """The cell as plain Python: IPython line magics and shell escapes (`%pip ...`, `!ls`) become `pass`; a cell
+    magic line that runs its body as Python (`%%time`, `%%capture out`) becomes an empty line, so that line numbers
+    stay those of the notebook; any other cell magic makes the whole cell "" (not Python)."""
+    lines = source.split("\n")
+    start = 0
+    while start < len(lines) and not lines[start].strip():
+        start += 1
+    while start < len(lines) and lines[start].lstrip().startswith("%%"):
+        magic = lines[start].lstrip()[2:].split(maxsplit=1)
+        if not magic or magic[0] not in PYTHON_CELL_MAGICS:
+            return ""
+        lines[start] = ""
+        start += 1
+    return re.sub(r"(?m)^([ \t]*)[%!].*$", r"\1pass", "\n".join(lines))
 
 
 # CPython 3.11 (seen on 3.11.7) can fail with "AST constructor recursion depth mismatch" when two threads build
@@ -98,7 +166,8 @@ def parse(source: str) -> ast.Module:
 
 
 def parse_cell(source: str) -> ast.Module:
-    """Parse a cell as it is, or else with its magics blanked; raises SyntaxError if neither parses."""
+    """Parse a cell as it is, or else with its magics blanked; raises SyntaxError if neither parses. The error is
+    the one of the cell as IPython would run it (its magics blanked), so its line number is the learner's."""
     try:
         return parse(source)
     except SyntaxError:
@@ -140,22 +209,22 @@ def used_names(node: ast.stmt) -> set[str]:
     return names
 
 
-def statements(cells: list[tuple[int, str]], notes: list[str]) -> tuple[list[Statement], dict[int, str]]:
-    """Every top-level statement of every parseable cell; cells that do not parse are skipped, with a note."""
+def statements(cells: list[tuple[int, str]], plan: Plan) -> tuple[list[Statement], dict[int, str]]:
+    """Every top-level statement of every parseable cell; cells that do not parse are skipped, with a note (and in
+    `plan.broken`, so that an exercise defined only there is reported as an error with its line)."""
     found, sources = [], {}
     for position, source in cells:
         if len(source) > MAX_CODE_CHARS:
-            notes.append(f"cell {position + 1}: skipped, longer than {MAX_CODE_CHARS} characters")
+            plan.notes.append(f"cell {position + 1}: skipped, longer than {MAX_CODE_CHARS} characters")
             continue
         try:
             module = parse_cell(source)
         except (SyntaxError, ValueError, RecursionError, MemoryError) as error:
             line = getattr(error, "lineno", None)
-            notes.append(
-                f"cell {position + 1}: skipped, it does not parse ({type(error).__name__}"
-                + (f" at line {line}" if line else "")
-                + f": {getattr(error, 'msg', error)})"
-            )
+            why = f"{type(error).__name__}" + (f" at line {line}" if line else "") + f": {getattr(error, 'msg', error)}"
+            plan.notes.append(f"cell {position + 1}: skipped, it does not parse ({why})")
+            plan.broken[position] = why
+            plan.broken_sources[position] = source[: 64 * 1024]
             continue
         sources[position] = source
         for index, node in enumerate(module.body):
@@ -172,10 +241,13 @@ def imported_packages(node: ast.stmt) -> set[str]:
 def plan_notebook(cells: list[tuple[int, str]], symbols: set[str]) -> Plan:
     """Which statements to execute so that `symbols` get defined as a top-to-bottom run would define them."""
     plan = Plan()
-    found, sources = statements(cells, plan.notes)
-    for s in found:
-        if "solutions" in imported_packages(s.node):
-            plan.notes.append(f"cell {s.cell + 1}: imports from `solutions`, which submissions cannot use while graded")
+    found, sources = statements(cells, plan)
+    for s in found:  # the course's own cells import given code from `solutions`: only an exercise's symbol is news
+        if "solutions" in imported_packages(s.node) and s.binds & symbols:
+            names = ", ".join(f"`{name}`" for name in sorted(s.binds & symbols))
+            plan.notes.append(
+                f"cell {s.cell + 1}: imports from `solutions` ({names}), which submissions cannot use while graded"
+            )
     # After the last definition of an exercise symbol the learner's checks have run, so a later statement that
     # rebinds an earlier name (`t = 0.5` after `import torch as t`) must not change what is graded; helpers
     # first defined later still count.
@@ -184,23 +256,46 @@ def plan_notebook(cells: list[tuple[int, str]], symbols: set[str]) -> Plan:
     earlier = set().union(*(s.binds for s in found[: end + 1]))
     eligible = [i <= end or not s.binds & earlier for i, s in enumerate(found)]
     kept = {i for i, s in enumerate(found) if eligible[i] and isinstance(s.node, IMPORTS)}
-    needed = set(symbols)
-    changed = True
     # `ToySAE.resample_simple = resample_simple` (ARENA's way of filling in a method) binds no name, but completes
     # a needed class: keep it with the definitions it uses
-    patches = [isinstance(s.node, ast.Assign) and bool(defined_members(s.node)) for s in found]
-    while changed:  # grow the set of needed names until no kept statement needs anything new
-        changed = False
-        for i, s in enumerate(found):
-            patches_needed = patches[i] and any(owner in needed for owner, _ in defined_members(s.node))
-            if i not in kept and eligible[i] and (definition[i] and s.binds & needed or patches_needed):
+    binding: dict[str, list[int]] = {}  # name -> eligible definitions that bind it
+    patching: dict[str, list[int]] = {}  # class name -> eligible statements that fill in one of its attributes
+    for i, s in enumerate(found):
+        if not eligible[i] or i in kept:
+            continue
+        if definition[i]:
+            for name in s.binds:
+                binding.setdefault(name, []).append(i)
+        if isinstance(s.node, ast.Assign):
+            for owner in {owner for owner, _ in defined_members(s.node)}:
+                patching.setdefault(owner, []).append(i)
+    # grow the set of needed names until no kept statement needs anything new: a worklist, so each name and each
+    # statement is handled once (linear in the notebook's size, however long its chains of definitions)
+    needed = set(symbols)
+    pending = list(needed)
+    while pending:
+        name = pending.pop()
+        for i in binding.get(name, []) + patching.get(name, []):
+            if i not in kept:
                 kept.add(i)
-                needed |= s.uses
-                changed = True
+                fresh = found[i].uses - needed
+                needed |= fresh
+                pending.extend(fresh)
+    lines: dict[int, list[str]] = {}  # each kept cell split into lines once, for the descriptions
     for i in sorted(kept):
         s = found[i]
         plan.chunks.append((s.cell, s.index))
         plan.cells[s.cell] = sources[s.cell]
+        if s.cell not in lines:
+            lines[s.cell] = sources[s.cell].splitlines()
+        text = lines[s.cell][s.node.lineno - 1].strip() if s.node.lineno <= len(lines[s.cell]) else ""
+        plan.where[(s.cell, s.index)] = f"cell {s.cell + 1}, line {s.node.lineno} (`{text[:60]}`)"
+        if is_future_annotations(s.node) and s.cell not in plan.futures:
+            plan.futures.append(s.cell)
+        if isinstance(s.node, ast.ClassDef):
+            plan.bases.setdefault(s.node.name, set()).update(
+                base.id for base in s.node.bases if isinstance(base, ast.Name)
+            )
         if "solutions" in imported_packages(s.node):
             continue  # importing the course's own answer does not define the learner's
         for symbol in s.binds & symbols:
@@ -231,9 +326,28 @@ def defined_members(node: ast.stmt) -> list[tuple[str, str]]:
     return []
 
 
-def describe(cells: dict[int, str], chunk: tuple[int, int]) -> str:
-    """ "cell 9, line 3 (`while True:`)": where a kept statement is, for messages."""
-    cell, index = chunk
-    line = parse_cell(cells[cell]).body[index].lineno
-    text = cells[cell].splitlines()[line - 1].strip()
-    return f"cell {cell + 1}, line {line} (`{text[:60]}`)"
+def is_future_annotations(node: ast.stmt) -> bool:
+    return (
+        isinstance(node, ast.ImportFrom)
+        and node.module == "__future__"
+        and any(alias.name == "annotations" for alias in node.names)
+    )
+
+
+def describe(plan: Plan, chunk: tuple[int, int]) -> str:
+    """ "cell 9, line 3 (`while True:`)": where a kept statement is, for messages (worked out once, when planning)."""
+    return plan.where.get(chunk, f"cell {chunk[0] + 1}, statement {chunk[1] + 1}")
+
+
+def inherited_members(plan: Plan, name: str) -> set[str]:
+    """The attributes a class of the notebook defines itself or inherits from the notebook's own classes (a
+    learner's `class ToyModel(MyBase)` with `forward` written in `MyBase`, an earlier cell)."""
+    found, seen, pending = set(), set(), [name]
+    while pending:
+        owner = pending.pop()
+        if owner in seen:
+            continue
+        seen.add(owner)
+        found |= plan.members.get(owner, set())
+        pending.extend(plan.bases.get(owner, set()))
+    return found

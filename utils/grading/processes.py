@@ -47,7 +47,8 @@ MAX_RECEIVED = 256 * 2**20  # everything one child may send
 
 
 class Stop(Exception):
-    """Why a child had to be stopped. kind: "timeout", "deadline" (the submission's), "crash" or "protocol"."""
+    """Why a child had to be stopped. kind: "timeout", "deadline" (the submission's), "crash", "protocol",
+    "tampered" (learner code changed what the probes rely on) or "limit" (memory or disk)."""
 
     def __init__(self, kind: str, reason: str):
         super().__init__(reason)
@@ -134,11 +135,99 @@ class ForkServer:
             self.process.wait()
 
 
+POLL_SECONDS = 0.05  # how often the grader measures what a child holds
+MAX_WORK_ENTRIES = 10_000  # files and folders in a child's work folder
+
+
+def descendants(pid: int) -> list[int]:
+    """The process and all its descendants (orphans of the child's PID namespace are adopted by its PID 1, which is
+    the inner process: they stay in the tree)."""
+    found, pending = [], [pid]
+    while pending and len(found) < 4096:
+        current = pending.pop()
+        found.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as file:
+                    pending += [int(child) for child in file.read().split()]
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def memory_held(pids: list[int]) -> int:
+    """Bytes of memory the processes hold, however allocated: private and shared memory they map (RssAnon,
+    RssShmem), what is swapped out, and files that live in memory or nowhere on disk that they keep open without
+    mapping them (memfd, POSIX shared memory, deleted files), each counted once."""
+    total, files = 0, set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as file:
+                for line in file:
+                    if line.startswith(("RssAnon:", "RssShmem:", "VmSwap:")):
+                        total += int(line.split()[1]) * 1024
+            with os.scandir(f"/proc/{pid}/fd") as entries:
+                for entry in entries:
+                    try:
+                        target = os.readlink(entry.path)
+                        if target.startswith(("/memfd:", "/dev/shm/")) or target.endswith(" (deleted)"):
+                            info = os.stat(entry.path)
+                            if (info.st_dev, info.st_ino) not in files:
+                                files.add((info.st_dev, info.st_ino))
+                                total += info.st_blocks * 512
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return total
+
+
+def disk_held(folder: Path) -> tuple[int, int]:
+    """Bytes on disk under a folder (blocks really used, each file once) and how many entries it holds (stops
+    counting past MAX_WORK_ENTRIES)."""
+    total, count, seen, pending = 0, 0, set(), [str(folder)]
+    while pending and count <= MAX_WORK_ENTRIES:
+        try:
+            with os.scandir(pending.pop()) as entries:
+                for entry in entries:
+                    count += 1
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if (info.st_dev, info.st_ino) not in seen:
+                        seen.add((info.st_dev, info.st_ino))
+                        total += info.st_blocks * 512
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
+        except OSError:
+            continue
+    return total, count
+
+
+def over_limits(pid: int, work: Path, limits: dict) -> str | None:
+    """Why the child is over its limits, in words, or None."""
+    if "memory_bytes" in limits:
+        held = memory_held(descendants(pid))
+        if held > limits["memory_bytes"]:
+            return f"it held {held / 2**20:.0f} MB of memory, over the limit of {limits['memory_bytes'] / 2**20:.0f} MB"
+    if "disk_bytes" in limits:
+        used, count = disk_held(work)
+        if used > limits["disk_bytes"]:
+            return f"it wrote {used / 2**20:.0f} MB to disk, over the limit of {limits['disk_bytes'] / 2**20:.0f} MB"
+        if count > MAX_WORK_ENTRIES:
+            return f"it created more than {MAX_WORK_ENTRIES} files, over the limit"
+    return None
+
+
 class Child:
     """One notebook's child process, and the grader's view of how far it got."""
 
-    def __init__(self, server: ForkServer, plan: dict, scratch: Path, budgets: dict[str, float]):
+    def __init__(
+        self, server: ForkServer, plan: dict, scratch: Path, budgets: dict[str, float], limits: dict | None = None
+    ):
         self.server, self.plan, self.budgets = server, plan, budgets
+        self.limits = limits or {}  # "memory_bytes", "disk_bytes": what the child may hold in all, polled
         self.directory = Path(tempfile.mkdtemp(prefix="child-", dir=scratch))
         (self.directory / "work").mkdir()
         plan["work"] = str(self.directory / "work")
@@ -195,6 +284,8 @@ class Child:
             return True
         elif event == "exit" and isinstance(header.get("status"), int):  # the outer process: the inner one died
             raise Stop("crash", describe_exit(header["status"]))
+        elif event == "tampered" and self.state in ("chunk", "exercise"):  # sent by the child's guard, at once
+            raise Stop("tampered", f"it changed {str(header.get('what', 'what the checks rely on'))[:300]}")
         else:
             raise Stop("protocol", "it wrote to the grader's channel out of turn")
         return False
@@ -205,6 +296,7 @@ class Child:
         selector.register(self.channel, selectors.EVENT_READ)
         buffer, received = bytearray(), 0
         step_deadline = time.monotonic() + self.budget()
+        next_poll = time.monotonic()
         try:
             while True:
                 now = time.monotonic()
@@ -212,7 +304,13 @@ class Child:
                     return Stop("deadline", "the submission's time budget ran out")
                 if now >= step_deadline:
                     return Stop("timeout", f"still running after {self.budget():g} s")
-                if not selector.select(min(step_deadline, deadline) - now):
+                if self.limits and now >= next_poll:
+                    over = over_limits(self.pid, self.directory / "work", self.limits)
+                    if over:
+                        return Stop("limit", over)
+                    next_poll = now + POLL_SECONDS
+                wake = min(step_deadline, deadline, next_poll if self.limits else deadline)
+                if not selector.select(max(0.0, wake - now)):
                     continue
                 data = os.read(self.channel, 2**20)
                 if not data:

@@ -17,9 +17,10 @@ from pathlib import Path
 from utils.grading.runner import STATUS_RANK, Result
 
 STATUSES = list(STATUS_RANK)
-COLOURS = {"pass": "#2e7d32", "fail": "#c62828", "error": "#ef6c00", "timeout": "#6a1b9a",
+COLOURS = {"tampered": "#000000", "pass": "#2e7d32", "fail": "#c62828", "error": "#ef6c00", "timeout": "#6a1b9a",
            "not_implemented": "#757575", "missing": "#bdbdbd"}  # fmt: skip
-SYMBOLS = {"pass": "✓", "fail": "✗", "error": "!", "timeout": "⏱", "not_implemented": "…", "missing": "–"}
+SYMBOLS = {"tampered": "☠", "pass": "✓", "fail": "✗", "error": "!", "timeout": "⏱", "not_implemented": "…",
+           "missing": "–"}  # fmt: skip
 
 
 @dataclass
@@ -95,6 +96,13 @@ body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; }
 th, td { border: 1px solid #ddd; padding: 4px 8px; text-align: center; }
 th { background: #f5f5f5; } td.name { text-align: left; }
+.scroll { overflow-x: auto; max-width: 100%; }
+.learners th.name, .learners td.name { position: sticky; left: 0; background: #fff; z-index: 1; width: 14em;
+  min-width: 14em; max-width: 14em; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.learners th.total, .learners td.total { position: sticky; left: 15.5em; background: #fff; z-index: 1;
+  font-weight: bold; }
+.learners th.name, .learners th.total { background: #f5f5f5; }
+.learners td.section { white-space: nowrap; font-size: 12px; }
 .bar { background: #eee; width: 120px; height: 10px; display: inline-block; vertical-align: middle; }
 .bar span { background: #2e7d32; height: 10px; display: block; }
 pre { white-space: pre-wrap; background: #fafafa; border: 1px solid #eee; padding: 6px; }
@@ -102,42 +110,103 @@ pre { max-height: 20em; overflow: auto; }
 details { margin: .4em 0; } .status { color: white; border-radius: 3px; padding: 0 4px; }
 """
 
+LIMIT_WORDS = "over the limit"  # in the message of a child stopped for holding too much memory or disk
+
 
 def badge(status: str) -> str:
     return f'<span class="status" style="background:{COLOURS[status]}">{SYMBOLS[status]} {status}</span>'
 
 
-def write_html(out: Path, rows: list[Graded], exercises: dict, info: dict) -> None:
+def incidents(row: Graded) -> dict[str, list[str]]:
+    """What an instructor should look at in a submission, apart from wrong answers: exercise ids (or notes) where
+    it tampered, timed out, or hit a memory or disk limit."""
+    found: dict[str, list[str]] = {"tampered": [], "timed out": [], "hit a limit": []}
+    for exercise_id, result in row.results.items():
+        if result.status == "tampered":
+            found["tampered"].append(exercise_id)
+        elif result.status == "timeout":
+            found["timed out"].append(exercise_id)
+        if LIMIT_WORDS in result.message:
+            found["hit a limit"].append(exercise_id)
+    if any(LIMIT_WORDS in note for note in row.notes) and not found["hit a limit"]:
+        found["hit a limit"].append("a statement of the notebook")
+    return {kind: ids for kind, ids in found.items() if ids}
+
+
+def write_html(
+    out: Path,
+    rows: list[Graded],
+    exercises: dict,
+    info: dict,
+    sections: dict[str, str] | None = None,
+    numbers: dict[str, str] | None = None,
+) -> None:
+    """The report: the exercises' pass rates, then the learners by section (names and totals stay in view while the
+    sections scroll), the submissions that need a look, and every message."""
     e = html.escape
+    sections = sections or {i: i.split(".")[0] for i in exercises}
+    numbers = numbers or {}
+    groups: dict[str, list[str]] = {}
+    for exercise_id in exercises:
+        groups.setdefault(sections[exercise_id], []).append(exercise_id)
     max_total = sum(exercise.points for exercise in exercises.values())
     parts = [
         f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>Grades</title><style>{CSS}</style></head><body>",
         f"<h1>Grades: {len(rows)} submissions</h1>",
         "<p>" + " · ".join(f"{e(str(key))}: {e(str(value))}" for key, value in info.items()) + "</p>",
-        "<h2>Exercises</h2><table><tr><th>exercise</th><th>points</th><th>pass rate</th>"
-        + "".join(f"<th>{e(status)}</th>" for status in STATUSES)
-        + "</tr>",
     ]
-    for exercise_id, exercise in exercises.items():
-        counts = Counter(row.results[exercise_id].status for row in rows)
-        rate = counts["pass"] / len(rows) if rows else 0.0
+    flagged = [(row, incidents(row)) for row in rows]
+    flagged = [(row, found) for row, found in flagged if found]
+    parts.append("<h2>Needs a look</h2>")
+    if flagged:
+        parts.append("<p>Submissions that tampered with the checks, ran out of time or hit a memory or disk limit "
+                     "(wrong answers are not listed here):</p><ul>")  # fmt: skip
+        for row, found in flagged:
+            what = "; ".join(f"{kind}: {', '.join(ids)}" for kind, ids in found.items())
+            parts.append(f"<li><b>{e(row.name)}</b>: {e(what)}</li>")
+        parts.append("</ul>")
+    else:
+        parts.append("<p>No submission tampered, timed out or hit a limit.</p>")
+    parts.append("<h2>Learners</h2><div class='scroll'><table class='learners'><tr><th class='name'>submission</th>")
+    parts.append(f"<th class='total'>total / {max_total}</th>")
+    for section, ids in groups.items():
+        number = numbers.get(section, "")
+        points = sum(exercises[i].points for i in ids)
+        parts.append(f"<th title='{e(', '.join(ids))}'>{e(number)} {e(section.split('.')[-1])}<br>/ {points}</th>")
+    parts.append("</tr>")
+    for row in rows:
+        cells = []
+        for ids in groups.values():
+            earned = sum(row.results[i].points for i in ids)
+            symbols = "".join(
+                f"<span title='{e(i)}: {e(result.message[:300])}' style='color:{COLOURS[result.status]}'>"
+                f"{SYMBOLS[result.status]}</span>"
+                for i, result in ((i, row.results[i]) for i in ids)
+            )
+            cells.append(f"<td class='section'>{earned} {symbols}</td>")
         parts.append(
-            f"<tr><td class='name'>{e(exercise_id)}</td><td>{exercise.points}</td>"
-            f"<td><span class='bar'><span style='width:{100 * rate:.0f}%'></span></span> {100 * rate:.0f}%</td>"
-            + "".join(f"<td>{counts[status]}</td>" for status in STATUSES)
+            f"<tr><td class='name' title='{e(row.name)}'>{e(row.name)}</td><td class='total'>{row.total}</td>"
+            + "".join(cells)
             + "</tr>"
         )
-    parts.append("</table><h2>Learners</h2><table><tr><th>submission</th>")
-    parts += [f"<th>{e(exercise_id)}</th>" for exercise_id in exercises]
-    parts.append(f"<th>total / {max_total}</th></tr>")
-    for row in rows:
-        cells = "".join(
-            f"<td title='{e(row.results[i].message[:300])}' style='color:{COLOURS[row.results[i].status]}'>"
-            f"{SYMBOLS[row.results[i].status]}</td>"
-            for i in exercises
-        )
-        parts.append(f"<tr><td class='name'>{e(row.name)}</td>{cells}<td>{row.total}</td></tr>")
-    parts.append("</table><p>" + " ".join(f"{SYMBOLS[s]} {e(s)}" for s in STATUSES) + "</p><h2>Messages</h2>")
+    parts.append("</table></div><p>" + " ".join(f"{SYMBOLS[s]} {e(s)}" for s in STATUSES) + "</p>")
+    parts.append(
+        "<h2>Exercises</h2><table><tr><th>section</th><th>exercise</th><th>points</th><th>pass rate</th>"
+        + "".join(f"<th>{e(status)}</th>" for status in STATUSES)
+        + "</tr>"
+    )
+    for section, ids in groups.items():
+        for exercise_id in ids:
+            counts = Counter(row.results[exercise_id].status for row in rows)
+            rate = counts["pass"] / len(rows) if rows else 0.0
+            parts.append(
+                f"<tr><td>{e(numbers.get(section, section))}</td><td class='name'>{e(exercise_id)}</td>"
+                f"<td>{exercises[exercise_id].points}</td>"
+                f"<td><span class='bar'><span style='width:{100 * rate:.0f}%'></span></span> {100 * rate:.0f}%</td>"
+                + "".join(f"<td>{counts[status]}</td>" for status in STATUSES)
+                + "</tr>"
+            )
+    parts.append("</table><h2>Messages</h2>")
     for row in rows:
         parts.append(f"<details><summary>{e(row.name)}: {row.total} / {max_total}</summary><ul>")
         for exercise_id in exercises:

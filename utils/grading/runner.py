@@ -7,7 +7,12 @@ the kept statements (see `extract`) and then every exercise's probe, and follows
   dropped, and a fresh child starts without it (the exercises it defined then report "timeout" or "error");
 * an exercise whose probe runs past the exercise budget is reported as "timeout", and a fresh child carries on
   with the exercises after it;
-* a submission has a budget too, after which whatever is left is reported as "timeout".
+* a submission has a budget too, after which whatever is left is reported as "timeout"; reading and planning
+  the notebook count against it (`planner`);
+* a statement or probe that changes what the probes rely on (torch, numpy, the course's modules; see `guard`)
+  is reported by the child at once: its exercises get the status "tampered" and no points;
+* a child that holds more memory or disk than allowed, however it allocates, is stopped ("error", and the
+  report lists the submission as having hit a limit).
 
 Every restart either drops a statement or settles an exercise, so grading a notebook always ends. Results are
 decoded without pickle and judged here, with the course's verdicts and the run's secret seed: patching
@@ -19,6 +24,7 @@ from __future__ import annotations
 import ast
 import importlib
 import os
+import re
 import shutil
 import site
 import sys
@@ -30,11 +36,14 @@ from pathlib import Path
 
 from tests import EXERCISES
 from tests.harness import CheckFailed, Context, NotImplementedYet, decode_results, judge
-from utils.grading.extract import NotANotebook, Plan, bound_names, code_cells, describe, parse, plan_notebook
+from utils.grading.extract import NotANotebook, Plan, bound_names, describe, inherited_members, parse
+from utils.grading.planner import PlanningTimeout, plan_in_child
 from utils.grading.processes import Child, ForkServer, Stop
 
 ROOT = Path(__file__).resolve().parents[2]
-STATUS_RANK = {"pass": 0, "fail": 1, "error": 2, "timeout": 3, "not_implemented": 4, "missing": 5}
+# best first, when a folder's notebooks disagree; "tampered" wins over everything: trying earns nothing
+STATUS_RANK = {"tampered": -1, "pass": 0, "fail": 1, "error": 2, "timeout": 3, "not_implemented": 4, "missing": 5}
+STOP_STATUS = {"timeout": "timeout", "tampered": "tampered"}  # how a stopped child's statement or exercise ends
 MAX_MESSAGE = 4000
 # Not /dev, /proc or /sys as a whole: as root, a raw disk (/dev/sda) or /proc/kcore would bypass every path rule.
 SYSTEM_READABLE = ["/usr", "/lib", "/lib32", "/lib64", "/bin", "/etc/ld.so.cache", "/etc/localtime", "/dev/null",
@@ -50,16 +59,21 @@ class Settings:
     exercise_timeout: float = 30.0  # seconds for one exercise's probe
     submission_timeout: float = 600.0  # seconds for everything of one submission
     startup_timeout: float = 120.0  # seconds for the fork server to import torch, or a child to start
-    memory_mb: int = 4096  # address space of a child
+    memory_mb: int = 4096  # address space of a child, and all the memory it may hold (memfd, shared memory...)
+    disk_mb: int = 256  # everything a child may write in its work folder
     workers: int = 2  # submissions graded at once
     seed: int | None = None  # None: a fresh secret seed for every grading run
     layers: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(LAYERS, True))
     show_child_output: bool = False  # for debugging the grader itself: children write to the grader's stderr
+    exercises: list[str] | None = None  # the assignment: these exercise ids only (None: the whole course)
+
+    def assigned(self) -> list[str]:
+        return [i for i in EXERCISES if self.exercises is None or i in self.exercises]
 
 
 @dataclass
 class Result:
-    status: str  # pass / fail / not_implemented / missing / error / timeout
+    status: str  # pass / fail / not_implemented / missing / error / timeout / tampered
     message: str
     points: int = 0
     notebook: str = ""  # which of the submission's notebooks it comes from
@@ -125,6 +139,86 @@ def redact(node: ast.stmt, whole: set[str], methods: dict[str, set[str]]) -> lis
     return stubs or [node]
 
 
+def answers_in_tests() -> dict[str, set[str]]:
+    """Module file (relative to the course) -> top-level functions of the check modules that are answers or
+    verdicts: the checks' alternative correct implementations, catalogued mistakes, verdicts (which rebuild the
+    reference's answer), and every function only these use. What the probes use (and the classes and data they
+    need) stays. Names are followed across modules (a probe in one module calls helpers of `common`), by name only,
+    which keeps more rather than less."""
+    functions: dict[str, list[tuple[str, ast.FunctionDef]]] = {}
+    needed: set[str] = set()
+    for path in check_modules():
+        relative = str(path.relative_to(ROOT))
+        for node in parse(path.read_text("utf-8")).body:
+            if isinstance(node, ast.FunctionDef):
+                functions.setdefault(node.name, []).append((relative, node))
+            else:
+                needed |= names_outside_answers(node)
+    pending = list(needed)
+    while pending:
+        for _, node in functions.get(pending.pop(), []):
+            fresh = names_outside_answers(node) - needed
+            needed |= fresh
+            pending += fresh
+    answers: dict[str, set[str]] = {}
+    for name, definitions in functions.items():
+        if name not in needed:
+            for relative, _ in definitions:
+                answers.setdefault(relative, set()).add(name)
+    return answers
+
+
+ANSWER_KEYWORDS = ("verdict", "alternatives", "mistakes")
+
+
+def check_modules() -> list[Path]:
+    """The sections' check modules (`tests/<chapter>/...`, packages included), not the harness, the kit, nor the
+    course's own test suite."""
+    tests = ROOT / "tests"
+    return sorted(
+        path
+        for path in tests.rglob("*.py")
+        if len(path.relative_to(tests).parts) > 1
+        and path.relative_to(tests).parts[0] not in ("suite", "saelens")
+        and not any(part.startswith(".") for part in path.relative_to(tests).parts)
+    )
+
+
+def names_outside_answers(node: ast.AST) -> set[str]:
+    """Names (and attribute names) a statement uses, leaving out what it gives an Exercise as its verdict,
+    alternatives or mistakes, and the implementations of Mistake(...)."""
+    found: set[str] = set()
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, ast.Import | ast.ImportFrom):  # importing a function is no use of it
+            continue
+        if isinstance(current, ast.Call):
+            callee = current.func.id if isinstance(current.func, ast.Name) else getattr(current.func, "attr", "")
+            if callee == "Mistake":
+                continue
+            pending.append(current.func)
+            pending += current.args
+            pending += [keyword.value for keyword in current.keywords if keyword.arg not in ANSWER_KEYWORDS]
+            continue
+        if isinstance(current, ast.Name):
+            found.add(current.id)
+        elif isinstance(current, ast.Attribute):
+            found.add(current.attr)
+        elif isinstance(current, ast.alias):
+            found.add((current.asname or current.name).split(".")[0])
+            found.add(current.name.split(".")[-1])
+        pending += list(ast.iter_child_nodes(current))
+    return found
+
+
+ANSWER_PLACEHOLDER = '''
+def {name}(*args, **kwargs):
+    """Removed while grading: the checks' answers are not available to the code being graded."""
+    raise RuntimeError("`{name}` is part of the checks' answers, which are not available while grading.")
+'''
+
+
 def copy_course(destination: Path, redacted: list[str]) -> None:
     """What children import: `tests` (the probes), `utils`, and `solutions` without the answers of `redacted`.
 
@@ -135,6 +229,8 @@ def copy_course(destination: Path, redacted: list[str]) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "suite", ".*")
     for package in ("tests", "utils", "solutions"):
         shutil.copytree(ROOT / package, destination / package, ignore=ignore)
+    for relative, source in WITHOUT_ANSWERS.items():  # the checks' own answers: alternatives, mistakes, verdicts
+        (destination / relative).write_text(source, "utf-8")
     whole: dict[Path, set[str]] = {}
     methods: dict[Path, dict[str, set[str]]] = {}
     for exercise in (EXERCISES[i] for i in redacted):
@@ -178,6 +274,25 @@ def verdict(exercise_id: str, results: dict, context: Context) -> Result:
 # ------------------------------------------------------------------------------------------ the grader
 
 
+def without_answers(answers: dict[str, set[str]]) -> dict[str, str]:
+    """The source of each check module with its answers replaced by functions that raise; worked out once, at
+    import, in one thread (CPython 3.11 can fail when threads build syntax trees at once)."""
+    sources = {}
+    for relative, names in answers.items():
+        body = [
+            parse(ANSWER_PLACEHOLDER.format(name=node.name)).body[0]
+            if isinstance(node, ast.FunctionDef) and node.name in names
+            else node
+            for node in parse((ROOT / relative).read_text("utf-8")).body
+        ]
+        sources[relative] = ast.unparse(ast.Module(body=body, type_ignores=[]))
+    return sources
+
+
+ANSWERS = answers_in_tests()
+WITHOUT_ANSWERS = without_answers(ANSWERS)
+
+
 class Grader:
     """What a grading run shares: settings, the secret seed, the course copy, the fork server, the policy."""
 
@@ -195,6 +310,7 @@ class Grader:
         self.server = ForkServer(self.course, settings.startup_timeout, settings.show_child_output)
         self.budgets = {"startup": settings.startup_timeout, "chunk": settings.cell_timeout,
                         "exercise": settings.exercise_timeout}  # fmt: skip
+        self.limits = {"memory_bytes": settings.memory_mb * 2**20, "disk_bytes": settings.disk_mb * 2**20}
         self.judging = threading.Lock()  # verdicts were written for one thread at a time
         self.layers: set[str] = set()  # sandbox layers the children applied, and problems they reported
         self.problems: set[str] = set()
@@ -230,22 +346,28 @@ class Grader:
             "readable": [*self.readable, str(course)],
             "show_output": settings.show_child_output,
             "cells": {str(cell): source for cell, source in plan.cells.items()},
+            "futures": plan.futures,
             "chunks": chunks,
             "exercises": exercises,
         }
 
     def grade_notebook(self, path: Path, name: str, deadline: float) -> tuple[dict[str, Result], list[str], set[str]]:
         """Results for the exercises this notebook defines, notes for the instructor, and the sandbox layers used."""
+        assigned = self.settings.assigned()
+        symbols = {symbol for i in assigned for symbol in EXERCISES[i].names}
         try:
-            cells = code_cells(path)
+            plan = plan_in_child(path, symbols, deadline - time.monotonic(), self.settings.memory_mb * 2**20)
         except NotANotebook as error:
             return {}, [f"{name}: {error}; nothing graded"], set()
-        plan = plan_notebook(cells, {name for exercise in EXERCISES.values() for name in exercise.names})
+        except PlanningTimeout as error:
+            message = f"this notebook was not graded: {error}, within the submission's time budget"
+            return {i: Result("timeout", message, notebook=name) for i in assigned}, [f"{name}: {message}"], set()
         notes = [f"{name}: {note}" for note in plan.notes]
-        pending = [i for i, exercise in EXERCISES.items() if defines(plan, exercise)]
+        pending = [i for i in assigned if defines(plan, EXERCISES[i])]
         dropped: dict[tuple[int, int], Stop] = {}  # statements that hung, crashed or meddled, and why
         errors: dict[tuple[int, int], str] = {}  # statements that raised, and what
         settled: dict[str, bytes | Result] = {}  # exercise id -> probe results to judge, or a result already
+        settled |= {i: result for i in assigned if i not in pending and (result := unparsed(plan, EXERCISES[i]))}
         layers: set[str] = set()
         while pending:
             if time.monotonic() >= deadline:
@@ -253,7 +375,7 @@ class Grader:
                 settled |= {i: Result("timeout", budget) for i in pending}
                 break
             chunks = [chunk for chunk in plan.chunks if chunk not in dropped]
-            child = Child(self.server, self.child_plan(plan, chunks, pending), self.scratch, self.budgets)
+            child = Child(self.server, self.child_plan(plan, chunks, pending), self.scratch, self.budgets, self.limits)
             stop = child.run(deadline)
             layers.update(child.layers)
             self.layers.update(child.layers)
@@ -270,12 +392,15 @@ class Grader:
             kind, what = blamed
             if kind == "chunk":
                 dropped[chunks[what]] = stop
-                notes.append(f"{name}: {describe(plan.cells, chunks[what])}: skipped, {stop.reason}")
+                notes.append(f"{name}: {describe(plan, chunks[what])}: skipped, {stop.reason}")
             else:
-                status = "timeout" if stop.kind == "timeout" else "error"
+                status = STOP_STATUS.get(stop.kind, "error")
                 settled[what] = Result(status, f"{what}: your code stopped the check: {stop.reason}.")
                 pending = [i for i in pending if i != what]  # it may have sent (forged) results already
-        notes += [f"{name}: {describe(plan.cells, chunk)} raised:\n{error}" for chunk, error in errors.items()]
+        raised = list(errors.items())
+        notes += [f"{name}: {describe(plan, chunk)} raised:\n{error}" for chunk, error in raised[:MAX_RAISED_NOTES]]
+        if len(raised) > MAX_RAISED_NOTES:
+            notes.append(f"{name}: {len(raised) - MAX_RAISED_NOTES} more statements raised (not listed)")
         results = {}
         for exercise_id, value in settled.items():
             result = value if isinstance(value, Result) else self.judge(exercise_id, value, plan, dropped, errors)
@@ -295,6 +420,27 @@ class Grader:
             return verdict(exercise_id, results, self.context)
 
 
+MAX_RAISED_NOTES = 50  # notes about statements that raised, per notebook
+
+
+def unparsed(plan: Plan, exercise) -> Result | None:
+    """An error with its line when the exercise's symbol is defined only in a cell that does not parse (it would
+    otherwise look "missing", with the cause in a note)."""
+    for name in exercise.names:
+        if name in plan.binders:
+            continue
+        symbol = re.escape(name)
+        pattern = re.compile(rf"^[ \t]*(?:(?:async[ \t]+)?def|class)[ \t]+{symbol}\b|^{symbol}[ \t]*=", re.M)
+        for cell, source in sorted(plan.broken_sources.items()):
+            if pattern.search(source):
+                return Result(
+                    "error",
+                    f"{exercise.id}: `{name}` is defined in cell {cell + 1}, which does not parse "
+                    f"({plan.broken[cell]}): fix that cell so that it runs.",
+                )
+    return None
+
+
 def defines(plan: Plan, exercise) -> bool:
     """Whether a notebook defines this exercise: its symbol, and for a method, that method itself (or one of the
     methods the exercise has the learner write). A class that only inherits the method from an earlier section's
@@ -304,17 +450,16 @@ def defines(plan: Plan, exercise) -> bool:
         return False
     if exercise.method is None:
         return True
-    members = plan.members.get(exercise.name, set())
-    return bool(members & {exercise.method, *exercise.stubs})
+    return bool(inherited_members(plan, exercise.name) & {exercise.method, *exercise.stubs})
 
 
 def undefined(name: str, plan: Plan, dropped: dict, errors: dict) -> Result:
     """The symbol has a definition that did not run: say which statement stopped it, and how."""
     for chunk in reversed(plan.binders[name]):
-        where = describe(plan.cells, chunk)
+        where = describe(plan, chunk)
         if chunk in dropped:
             stop = dropped[chunk]
-            status = "timeout" if stop.kind == "timeout" else "error"
+            status = STOP_STATUS.get(stop.kind, "error")
             return Result(status, f"`{name}` was never defined: {where} stopped: {stop.reason}.")
         if chunk in errors:
             return Result("error", clip(f"`{name}` was never defined: {where} raised:\n{errors[chunk]}"))

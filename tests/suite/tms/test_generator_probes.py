@@ -3,6 +3,7 @@
 import pytest
 import torch as t
 
+from tests import check
 from tests.harness import CheckFailed
 from tests.stats import Budget
 from tests.tms import correlated, double_descent
@@ -48,3 +49,19 @@ def test_the_judge_passes_independent_magnitudes_and_names_shared_ones():
     shared = t.rand((4000, 1, 6), generator=g) * present
     with pytest.raises(CheckFailed, match=HINT_MAGNITUDES_ACROSS_INSTANCES[:40]):
         judge_magnitudes_independent(independent_pairings(shared, -1, "features"), 0.5, 0.5, Budget(4))
+
+
+def test_generate_dataset_on_a_wrong_generate_batch_says_to_fix_generate_batch_first():
+    """The dataset is generate_batch's points rescaled: when both are wrong, the check names generate_batch (kit 7)."""
+    from solutions.tms.double_descent import DoubleDescentModel
+
+    class SharedAcrossInstances(DoubleDescentModel):
+        def generate_batch(self, batch_size):  # one draw broadcast over the instance axis
+            shape = (batch_size, 1, self.feature_probability.shape[1])
+            return t.where(t.rand(shape) <= self.feature_probability, t.rand(shape), 0.0)
+
+    with pytest.raises(CheckFailed) as failure:
+        check("tms.double_descent.generate_dataset", SharedAcrossInstances)
+    message = str(failure.value)
+    assert "`ToyModel.generate_batch`" in message or "generate_batch`, which it uses" in message, message
+    assert "fix that first" in message and "check('tms.generate_batch', ...)" in message, message

@@ -117,7 +117,11 @@ def plot_sae_training(log: dict[str, Tensor], labels: Sequence[str] | None = Non
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_yaxes(range=[0, 1.05], row=1, col=3)
     fig.update_xaxes(title_text="step")
-    fig.update_layout(template=TEMPLATE, width=1100, height=380, title="Training of every SAE instance")
+    # the legend goes below the panels: at the side it pushed the third panel out of a notebook's ~1000 px
+    fig.update_layout(
+        template=TEMPLATE, width=960, height=440, title="Training of every SAE instance",
+        legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="center", x=0.5),
+    )  # fmt: skip
     return fig
 
 

@@ -56,7 +56,8 @@ def plot_pareto(table: Mapping[str, Mapping[str, Tensor]], true_l0: float | None
     fig.update_yaxes(title_text="explained variance", row=1, col=1)
     fig.update_yaxes(title_text="γ", row=1, col=2)
     fig.update_layout(
-        template=TEMPLATE, width=1100, height=480,
+        template=TEMPLATE, width=960, height=520,
         title="Every architecture on the same toy data: up and to the left is better (dotted: the data's mean L0)",
+        legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="center", x=0.5),
     )  # fmt: skip
     return fig
