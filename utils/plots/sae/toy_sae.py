@@ -149,4 +149,6 @@ def animate_sae_in_2d(
     frames = [
         latent_trace_data(decoder_log[index], None if marked is None else marked[index], mark_label) for index in kept
     ]
+    if marked is None:  # markers and hovers never change: frames carry the directions only (a third of the size)
+        frames = [[{"x": data["x"], "y": data["y"]} for data in frame] for frame in frames]
     return animation(fig, frames, steps[kept], traces=range(len(fig.data) - n_latents, len(fig.data)))
