@@ -104,6 +104,15 @@ def browser(site):
     server.shutdown()
 
 
+def wait_until(browser: Browser, condition: str, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not browser.evaluate(condition):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.25)
+    return True
+
+
 def wait_until_drawn(browser: Browser, timeout: float = 30.0) -> list[dict]:
     deadline = time.monotonic() + timeout
     while True:
@@ -133,6 +142,8 @@ def test_every_page_draws_every_figure_and_animation_with_no_console_error(site,
         # formulas typeset (where MathJax could be installed), progress bars in their final state (text, not a
         # widget that would read 0%)
         if (site / "mathjax").exists():
+            done = "!!window.MathJax && MathJax.isReady && !MathJax.Hub.queue.pending && !MathJax.Hub.queue.running"
+            assert wait_until(browser, done), f"{page}: MathJax never finished typesetting"
             assert browser.evaluate("document.querySelectorAll('.MathJax, .MathJax_Display').length") > 0, page
         text = browser.evaluate("document.body.innerText")
         if "optimize(" in html:
