@@ -8,7 +8,7 @@ FIRST_NOTEBOOK := chapter_tms/1_superposition_exercises.ipynb
 SUBMISSIONS ?= submissions
 OUT ?= grades
 
-.PHONY: help setup lab test test-saelens lint notebooks bench grade clean
+.PHONY: help setup lab test test-saelens lint notebooks site bench grade clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -55,6 +55,10 @@ test-saelens:  ## load every exported SAE architecture with the real sae-lens pa
 
 notebooks: setup  ## regenerate every notebook from its source
 	$(BIN)/python -m utils.notebooks
+
+site: setup  ## build the course's website into build/site/: every solutions notebook executed (about 10 min)
+	$(BIN)/python -m pip install --quiet -r requirements-site.txt
+	$(BIN)/python -m utils.website --out build/site
 
 bench: setup  ## benchmark the training loop against a naive loop, and time every chapter's notebooks (about 10 min)
 	$(BIN)/python -m utils.bench --chapters

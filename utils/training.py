@@ -22,7 +22,9 @@ This module belongs to the course's runtime library: it imports nothing from `so
 """
 
 import contextlib
+import copy
 import os
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -49,7 +51,16 @@ def headless() -> bool:
 
 
 def progress_bar(total: int, desc: str = "") -> Any:
-    """A tqdm bar that renders in JupyterLab, VS Code, Colab and terminals, and stays silent when headless."""
+    """A tqdm bar that renders in JupyterLab, VS Code, Colab and terminals, and stays silent when headless.
+
+    With COURSE_TEXT_PROGRESS set (`make site` executes the notebooks so), a text bar on stdout that redraws only
+    when training logs something: a saved notebook's widget bar would read "0%" in a static page; the text bar's
+    last state is what the page shows (`utils.website` keeps what follows the last carriage return).
+    """
+    if os.environ.get("COURSE_TEXT_PROGRESS"):
+        from tqdm.std import tqdm as text_tqdm
+
+        return text_tqdm(total=total, desc=desc, file=sys.stdout, mininterval=float("inf"), ascii=False)
     from tqdm.auto import tqdm  # imported when a bar is made: tqdm.auto pulls in ipywidgets, which takes a while
 
     return tqdm(total=total, desc=desc, disable=headless(), mininterval=0.5)
@@ -247,6 +258,32 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
+class Snapshots:
+    """Copies of a model's weights on the logged steps, for the animations of training: `take()` on each logged step
+    (before that step's update, like the logged losses), `stacked()` once training is over.
+
+    A copy costs one small kernel call per weight on a logged step only (every `log_freq` steps): nothing changes on
+    the steps between logs. The course's largest SAE (S1: 2 × 64 × 256 weights, 51 logs) keeps ~7 MB of them.
+    """
+
+    def __init__(self, model: nn.Module, extra: Callable[[], dict[str, Tensor]] | None = None):
+        self.weights = {name: p for name, p in model.named_parameters() if p.requires_grad}
+        self.extra = extra
+        self.taken: list[dict[str, Tensor]] = []
+
+    def take(self) -> None:
+        weights = {name: p.detach().clone() for name, p in self.weights.items()}
+        if self.extra is not None:
+            weights |= {name: w.detach().clone() for name, w in self.extra().items()}
+        self.taken.append(weights)
+
+    def stacked(self) -> dict[str, Tensor]:
+        """{name: [n_logs, ...]} on the CPU, one entry per weight."""
+        if not self.taken:
+            return {}
+        return {name: t.stack([taken[name] for taken in self.taken]).cpu() for name in self.taken[0]}
+
+
 def train_toy_model(
     model: nn.Module,
     batch_size: int,
@@ -262,16 +299,21 @@ def train_toy_model(
     The batches are the model's own, or, when its `generate_batch` draws exactly as section 1.1's reference does, the
     same distribution from one draw (`utils.batches.toy_batches`: a faster step, and the stream the course's results
     were measured with). Returns {"step": [n_logs], "loss": [n_logs, inst]}: the loss of every instance on the batch
-    of each logged step.
+    of each logged step, and a snapshot of every trainable weight at those steps under its own name ("W":
+    [n_logs, inst, d_hidden, feats], "b_final": [n_logs, inst, feats]), taken before the step's update as the loss is.
     """
+    snapshots = Snapshots(model)
 
     def objective(batch: Tensor, log: bool) -> tuple[Tensor, dict[str, Tensor] | None]:
         out = model(batch)
         loss = model.calculate_loss(out, batch)
-        return loss, ({"loss": per_instance_loss(model, out, batch)} if log else None)
+        if not log:
+            return loss, None
+        snapshots.take()
+        return loss, {"loss": per_instance_loss(model, out, batch)}
 
     draw = toy_batches(model)
-    return train(
+    history = train(
         objective,
         lambda step: draw(batch_size),
         AdamW(trainable_parameters(model), weight_decay),
@@ -281,6 +323,18 @@ def train_toy_model(
         log_freq=log_freq,
         desc=type(model).__name__,
     )
+    return history | snapshots.stacked()
+
+
+def model_at(model: nn.Module, history: dict[str, Tensor], index: int) -> nn.Module:
+    """A copy of `model` with the weights its training `history` snapshotted at logged step number `index` (its step
+    is `history["step"][index]`): to measure anything about the model as it was during training."""
+    past = copy.deepcopy(model)
+    with t.no_grad():
+        for name, param in past.named_parameters():
+            if name in history:
+                param.copy_(history[name][index])
+    return past
 
 
 def train_sae(
@@ -307,6 +361,10 @@ def train_sae(
     were dead in it. An SAE that `uses_dead_latents` has its `dead_latents` buffer kept up to date: True for the
     latents that fired on no input in the last `window` steps.
 
+    Besides the logged values, the result holds a snapshot of every trainable weight on each logged step under its
+    own name ("W_enc", "b_enc", ...: [n_logs, ...]), and "W_dec" as the SAE decodes with it; with resampling, also
+    "resampled_latents" [n_resamples, inst, d_sae], True for the latents each resampling step gave a new start.
+
     With `shortcut` (the default), the steps of a standard SAE between logs run on hand-written gradients
     (`utils.sae_step`, ~3× faster on the pentagon SAE), however its code is written, once the SAE's own forward pass
     and autograd are seen to give the same gradients: on the first step, and again on every logged step. The SAE's
@@ -331,6 +389,8 @@ def train_sae(
     # the SAE's own forward pass has been seen to compute the same: on the first step, and again on every logged one
     big = n_inst * batch_size * d_sae * sae.cfg.d_in >= SINGLE_THREAD_BELOW
     shortcut = Shortcut(sae, batch_size, enabled=shortcut)
+    # the weights on every logged step, and the decoder as the SAE uses it (`W_dec`: the encoder transposed if tied)
+    snapshots = Snapshots(sae, extra=lambda: {"W_dec": sae.W_dec})
 
     def objective(h: Tensor, log: bool) -> tuple[Tensor | None, dict[str, Tensor] | None]:
         fired_now = shortcut.gradients_set(h, log)
@@ -346,6 +406,7 @@ def train_sae(
             total = None  # the gradients are set
         if not log:
             return total, None
+        snapshots.take()
         values = {"loss": loss.mean(0), **{name: term.mean(0) for name, term in loss_dict.items()}}
         values["l0"] = (acts != 0).float().sum(-1).mean(0)
         values["frac_active"] = (acts.detach() != 0).float().mean(0)
@@ -365,11 +426,11 @@ def train_sae(
             steps_since_fired.add_(1).masked_fill_(last["fired"], 0)
             sae.dead_latents.copy_(steps_since_fired >= window)
 
-    resampled: list[Tensor] = []  # how many latents each resampling step gave a new start, per instance
+    resampled: list[Tensor] = []  # which latents each resampling step gave a new start [inst d_sae]
 
     def resample_dead_latents(step: int) -> None:
         dead = ~fired.any(0)  # [inst d_sae]: active in none of the window's steps
-        resampled.append(dead.sum(-1))
+        resampled.append(dead)
         # the resampling methods take the fraction of each step's batch on which each latent fired; all they use is
         # whether it is 0, so the window passes 1 for "fired" (storing fractions would cost a reduction per step)
         activity = fired.float()
@@ -399,5 +460,7 @@ def train_sae(
     )
     if resample is not None:
         history["resample_step"] = t.arange(freq - 1, steps, freq)[: len(resampled)]
-        history["resampled"] = t.stack(resampled).cpu() if resampled else t.zeros((0, n_inst), dtype=t.long)
-    return history
+        latents = t.stack(resampled).cpu() if resampled else t.zeros((0, n_inst, d_sae), dtype=t.bool)
+        history["resampled"] = latents.sum(-1)
+        history["resampled_latents"] = latents
+    return history | snapshots.stacked()

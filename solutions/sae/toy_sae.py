@@ -197,7 +197,9 @@ class ToySAE(nn.Module):
         "frac_active" [n_logs, inst, d_sae], how often each latent fired on the logged step's batch. With
         `resample_method` "simple" or "advanced" (section 2.4's `resample_simple`, `resample_advanced`), latents
         that stayed dead for `resample_window` steps are resampled every `resample_freq` steps, and the log also has
-        "resample_step" and "resampled" [n_resamples, inst], how many latents each of those steps resampled.
+        "resample_step" and "resampled" [n_resamples, inst], how many latents each of those steps resampled
+        ("resampled_latents" [n_resamples, inst, d_sae]: which). Snapshots of the weights on the logged steps, for
+        animations, come under the weights' names: "W_enc", "b_enc", "b_dec", "W_dec" [n_logs, inst, ...].
 
         With `shortcut` (the default), a standard SAE trains on hand-written gradients between logged steps, once its
         own `forward` is seen to give the same (`utils.sae_step`): `forward` then runs only on the first and the

@@ -107,7 +107,8 @@ class ToyModel(nn.Module):
         lr_scale: Callable[[int, int], float] = constant_lr,
         weight_decay: float = 1e-2,
     ) -> dict[str, Tensor]:
-        """Train every instance at once with AdamW; return the per-instance loss every `log_freq` steps."""
+        """Train every instance at once with AdamW; return the per-instance loss every `log_freq` steps ("loss"
+        [n_logs, inst]) and the weights at those steps ("W", "b_final": [n_logs, inst, ...]), for animations."""
         return train_toy_model(self, batch_size, steps, log_freq, lr, lr_scale, weight_decay)
 
 

@@ -3,7 +3,8 @@
 * `utils`' runtime library (training loop, sweeps, plots, setup, course facts) imports nothing from `solutions` or
   `tests`: notebooks, references and checks all stand on it;
 * `solutions` (the references and their experiments) imports the runtime library only, never `tests` or a tool;
-* the tools (`utils.notebooks`, `utils.bench`, `utils.grade`, `utils.grading`) sit on top and may import anything;
+* the tools (`utils.notebooks`, `utils.bench`, `utils.grade`, `utils.grading`, `utils.website`) sit on top and may
+  import anything;
 * the checks (`tests` and every chapter's `tests/<chapter>/...`, packages included) import nothing from `solutions`:
   a verdict takes the reference it rebuilds its answer with from its exercise (`tests.harness.reference_of`), so that
   the probes, which the grader runs where references are redacted, cannot reach one by accident.
@@ -23,7 +24,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ("solutions", "tests", "utils")
-TOOLS = ("utils.notebooks", "utils.bench", "utils.grade", "utils.grading")
+TOOLS = ("utils.notebooks", "utils.bench", "utils.grade", "utils.grading", "utils.website")
 
 
 def module_name(path: Path) -> str:

@@ -4,7 +4,10 @@ import pytest
 import torch as t
 from torch import nn
 
-from utils.training import SINGLE_THREAD_BELOW, AdamW, one_cpu_thread, threads_for, train
+from solutions.sae import ToySAE, ToySAEConfig
+from solutions.sae.toy_sae_experiments import pentagon_model
+from solutions.tms.superposition import ToyModel, ToyModelConfig
+from utils.training import SINGLE_THREAD_BELOW, AdamW, model_at, one_cpu_thread, threads_for, train
 
 
 class Quadratic(nn.Module):
@@ -153,3 +156,43 @@ def test_thread_settings_apply_inside_the_block_only():
         assert t.get_num_threads() == 2
     finally:
         t.set_num_threads(before)
+
+
+def snapshot_runs() -> list:
+    """(build a model from seed 0, the names it snapshots): a toy model, and a tied SAE (its W_dec is W_enc's)."""
+
+    def toy() -> nn.Module:
+        t.manual_seed(0)
+        return ToyModel(ToyModelConfig(3, 5, 2), feature_probability=t.full((3, 1), 0.1))
+
+    def sae() -> nn.Module:
+        t.manual_seed(0)
+        return ToySAE(ToySAEConfig(2, 2, 4, tied_weights=True), pentagon_model(2))
+
+    return [(toy, ["W", "b_final"]), (sae, ["W_enc", "b_enc", "b_dec", "W_dec"])]
+
+
+@pytest.mark.parametrize("build, names", snapshot_runs(), ids=["toy model", "tied SAE"])
+def test_logs_hold_the_weights_of_every_logged_step_before_its_update(build, names):
+    """A snapshot at logged step s holds the weights after s updates: those of the same run stopped after s steps
+    (on the same batches, drawn from the same seed)."""
+    log = build().optimize(batch_size=64, steps=10, log_freq=4)
+    assert log["step"].tolist() == [0, 4, 8, 9]
+    for index, step in enumerate(log["step"].tolist()):
+        model = build()
+        if step:
+            model.optimize(batch_size=64, steps=step, log_freq=4)
+        for name in names:
+            assert log[name].shape[0] == 4
+            # close, not equal: a logged step of the SAE runs its own code, the others hand-written gradients
+            t.testing.assert_close(log[name][index], getattr(model, name).detach(), msg=f"{name} at step {step}")
+
+
+def test_model_at_loads_a_logged_snapshot_into_a_copy():
+    build = snapshot_runs()[0][0]
+    model = build()
+    log = model.optimize(batch_size=64, steps=8, log_freq=4)
+    final = model.W.detach().clone()
+    past = model_at(model, log, 1)
+    assert t.equal(past.W, log["W"][1]) and t.equal(past.b_final, log["b_final"][1])
+    assert t.equal(model.W, final) and not t.equal(past.W, final)

@@ -7,8 +7,9 @@ import torch.nn.functional as F
 
 from solutions.sae import ToySAE, ToySAEConfig
 from solutions.sae.measuring_recovery import feature_recovery
+from solutions.sae.resampling import ToySAE as ResamplingSAE
 from solutions.sae.toy_sae_experiments import pentagon_model
-from utils.plots.sae import measuring_recovery, tied_vs_untied, toy_sae, variants
+from utils.plots.sae import measuring_recovery, resampling, tied_vs_untied, toy_sae, variants
 
 pytestmark = pytest.mark.usefixtures("no_show")
 
@@ -99,3 +100,59 @@ def test_pareto_draws_every_sweep_in_order_of_l0_in_both_panels():
     assert list(fig.data[0].text) == ["sparsity_coeff = 0.1", "sparsity_coeff = 0.05", "sparsity_coeff = 0.01"]
     assert fig.data[2].line.dash == "dash" and list(fig.data[3].text) == ["k = 1", "k = 2"]
     assert len(fig.layout.shapes) == 2
+
+
+def decoder_log(n_logs: int = 6, n_inst: int = 3, d_sae: int = 4) -> dict[str, t.Tensor]:
+    generator = t.Generator().manual_seed(0)
+    return {"step": t.arange(n_logs) * 100, "W_dec": t.randn((n_logs, n_inst, d_sae, 2), generator=generator)}
+
+
+def test_sae_animation_has_a_frame_per_logged_step_with_that_steps_decoder_directions(sae):
+    log = decoder_log()
+    fig = toy_sae.animate_sae_in_2d(sae.model.W, log)
+    assert [frame.name for frame in fig.frames] == [str(step) for step in log["step"].tolist()]
+    assert [step.label for step in fig.layout.sliders[0].steps] == [frame.name for frame in fig.frames]
+    latents = [index for index, trace in enumerate(fig.data) if (trace.name or "").startswith("latent")]
+    unit = F.normalize(log["W_dec"], dim=-1)
+    for frame, directions in zip(fig.frames, unit, strict=True):
+        assert list(frame.traces) == latents  # the features stay; only the latents move
+        for index, data in enumerate(frame.data):
+            inst, latent = divmod(index, 4)
+            np.testing.assert_allclose([data.x[1], data.y[1]], directions[inst, latent].numpy(), rtol=1e-5)
+    for index, data in zip(latents, fig.frames[0].data, strict=True):  # the figure shows the first frame
+        assert fig.data[index].x == data.x and fig.data[index].y == data.y
+
+
+def test_sae_animation_stars_the_marked_latents_of_each_frame(sae):
+    log = decoder_log()
+    marked = t.zeros((6, 3, 4), dtype=t.bool)
+    marked[3:, 1, 2] = True
+    fig = toy_sae.animate_sae_in_2d(sae.model.W, log, marked=marked)
+    for frame, marks in zip(fig.frames, marked, strict=True):
+        stars = [index for index, data in enumerate(frame.data) if data.marker.symbol[1] == "star"]
+        assert stars == marks.flatten().nonzero().flatten().tolist()  # trace inst * d_sae + latent
+    assert "resampled" in fig.frames[3].data[1 * 4 + 2].hovertemplate
+    with pytest.raises(ValueError, match="n_logs, inst, d_sae"):
+        toy_sae.animate_sae_in_2d(sae.model.W, log, marked=marked[:, :2])
+
+
+def test_resampled_since_marks_the_latents_of_the_latest_resampling_before_each_logged_step():
+    latents = t.zeros((2, 1, 3), dtype=t.bool)
+    latents[0, 0, 1] = latents[1, 0, 2] = True
+    log = {"step": t.arange(5) * 100, "resample_step": t.tensor([99, 299]), "resampled_latents": latents,
+           "W_dec": t.zeros(5, 1, 3, 2)}  # fmt: skip
+    marked = resampling.resampled_since(log)[:, 0]
+    assert marked.tolist() == [[False] * 3, [False, True, False], [False, True, False], [False, False, True],
+                               [False, False, True]]  # fmt: skip
+
+
+def test_training_logs_which_latents_each_resampling_gave_a_new_start():
+    t.manual_seed(0)
+    sae = ResamplingSAE(ToySAEConfig(2, 2, 5), pentagon_model(2))
+    with t.no_grad():
+        sae.b_enc[0, :2] = -10.0  # two latents of instance 0 that never fire
+    log = sae.optimize(batch_size=64, steps=40, log_freq=10, resample_method="simple", resample_freq=20,
+                       resample_window=10)  # fmt: skip
+    assert log["resampled_latents"].shape == (2, 2, 5)
+    assert t.equal(log["resampled_latents"].sum(-1), log["resampled"])
+    assert log["resampled_latents"][0, 0, :2].all()

@@ -36,3 +36,17 @@ def test_firing_heatmaps_hold_the_fractions_with_kinds_as_rows_and_latents_as_co
     np.testing.assert_allclose(first.z, firing["a"].numpy())
     assert list(first.y) == kinds and list(first.x) == ["latent 0", "latent 1", "latent 2"]
     assert list(second.x) == ["x", "y", "z"] and first.zmin == 0 and first.zmax == 1
+
+
+def test_firing_animation_has_a_frame_per_logged_step_with_a_bar_per_latent():
+    firing = t.rand(5, 4, 3)
+    kinds = ["parent alone", "parent + child", "f2", "f3"]
+    fig = absorption.animate_firing_by_input(firing, t.arange(5) * 100, kinds, ["x", "y", "z"])
+    assert [frame.name for frame in fig.frames] == ["0", "100", "200", "300", "400"]
+    assert [trace.name for trace in fig.data] == ["x", "y", "z"] and list(fig.data[0].x) == kinds
+    for frame, values in zip(fig.frames, firing, strict=True):
+        for latent, data in enumerate(frame.data):
+            np.testing.assert_allclose(data.y, values[:, latent].numpy())
+    np.testing.assert_allclose(fig.data[2].y, firing[0, :, 2].numpy())
+    with pytest.raises(ValueError, match="n_logs"):
+        absorption.animate_firing_by_input(firing, t.arange(4), kinds)

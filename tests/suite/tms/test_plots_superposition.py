@@ -273,3 +273,37 @@ def test_loss_curves_one_log_scale_line_per_instance():
 
 
 # -------------------------------------------------------------------------------------- side effects
+
+
+def animation_log(n_logs: int = 7, n_inst: int = 3, n_feats: int = 5) -> dict[str, t.Tensor]:
+    return {"step": t.arange(n_logs) * 100, "W": t.stack([random_W(n_inst, 2, n_feats, seed=k) for k in range(n_logs)])}
+
+
+def test_animation_has_a_frame_per_logged_step_holding_that_steps_weights():
+    log = animation_log()
+    fig = plots.animate_features_in_2d(log, colors=t.arange(5.0), titles=["a", "b", "c"])
+    assert [frame.name for frame in fig.frames] == [str(step) for step in log["step"].tolist()]
+    assert [step.label for step in fig.layout.sliders[0].steps] == [frame.name for frame in fig.frames]
+    assert [button.label for button in fig.layout.updatemenus[0].buttons] == ["▶ play", "❚❚ pause"]
+    for frame, W in zip(fig.frames, log["W"], strict=True):
+        markers = [data for data in frame.data if data.customdata is not None]  # one marker trace per instance
+        assert len(markers) == 3
+        for inst, data in enumerate(markers):
+            np.testing.assert_allclose(array(data.x), W[inst, 0].numpy(), rtol=1e-6)
+            np.testing.assert_allclose(array(data.y), W[inst, 1].numpy(), rtol=1e-6)
+    # the figure itself shows the first frame, and every frame updates every trace it has
+    assert all(len(frame.data) == len(fig.data) for frame in fig.frames)
+    first_markers = next(trace for trace in fig.data if trace.customdata is not None)
+    np.testing.assert_allclose(array(first_markers.x), log["W"][0, 0, 0].numpy(), rtol=1e-6)
+    # one axis range holds every frame
+    reach = fig.layout.xaxis.range[1]
+    assert reach >= float(log["W"].abs().max())
+
+
+def test_animation_keeps_at_most_max_frames_spread_from_first_to_last_step():
+    log = animation_log(n_logs=101, n_inst=1)
+    fig = plots.animate_features_in_2d(log, max_frames=11)
+    assert [frame.name for frame in fig.frames] == [str(step) for step in range(0, 10_001, 1000)]
+    np.testing.assert_allclose(array(fig.frames[-1].data[-1].x), log["W"][-1, 0, 0].numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match="n_logs, inst, 2, feats"):
+        plots.animate_features_in_2d({"step": log["step"], "W": log["W"][:, :, :1]})

@@ -8,12 +8,18 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import plotly.graph_objects as go
 from jaxtyping import Float
+from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from utils.plots.common import TEMPLATE, VALUE_SCALE, to_numpy
+from utils.plots.common import TEMPLATE, VALUE_SCALE, animation, frame_indices, to_numpy
 
-__all__ = ["plot_absorption_by_kind", "plot_absorption_vs_sparsity", "plot_firing_by_input"]
+__all__ = [
+    "animate_firing_by_input",
+    "plot_absorption_by_kind",
+    "plot_absorption_vs_sparsity",
+    "plot_firing_by_input",
+]
 
 KIND_COLORS = {"untied": "#2e86c1", "tied": "#e67e22", "matryoshka": "#27ae60"}
 
@@ -93,3 +99,37 @@ def plot_firing_by_input(
     fig.update_layout(template=TEMPLATE, width=330 * len(names) + 150, height=360,
                       title="How often each latent fires, by what the input contains")  # fmt: skip
     return fig
+
+
+def animate_firing_by_input(
+    firing_log: Float[Tensor, "n_logs kinds d_sae"],
+    steps: Sequence[int] | Tensor,
+    input_kinds: Sequence[str],
+    latent_labels: Sequence[str] | None = None,
+    max_frames: int = 41,
+) -> go.Figure:
+    """How often each latent fires on each kind of input, one frame per logged step (at most `max_frames`, evenly
+    spread): one group of bars per kind of input, one bar per latent.
+
+    Watch the parent's latent: it fires on "parent alone" and "parent + child" at first, then goes silent on
+    "parent + child" as the child's latent takes the parent's part of those inputs."""
+    values, steps_np = to_numpy(firing_log), to_numpy(steps)
+    if values.ndim != 3 or values.shape[1] != len(input_kinds) or len(steps_np) != values.shape[0]:
+        raise ValueError(f"firing_log {values.shape} is not [n_logs={len(steps_np)}, kinds={len(input_kinds)}, d_sae]")
+    labels = list(latent_labels or [f"latent {k}" for k in range(values.shape[2])])
+    kept = frame_indices(len(steps_np), max_frames)
+    colors = qualitative.Dark24
+    fig = go.Figure(
+        [
+            go.Bar(x=list(input_kinds), y=values[kept[0], :, latent], name=label,
+                   marker_color=colors[latent % len(colors)],
+                   hovertemplate=f"{label}<br>%{{x}}: fires on %{{y:.3f}}<extra></extra>")
+            for latent, label in enumerate(labels)
+        ]
+    )  # fmt: skip
+    fig.update_layout(
+        template=TEMPLATE, barmode="group", width=760, height=420, yaxis=dict(range=[0, 1.05]),
+        yaxis_title="fraction of inputs it fires on", title="How often each latent fires during training",
+    )  # fmt: skip
+    frames = [[dict(y=values[index, :, latent]) for latent in range(len(labels))] for index in kept]
+    return animation(fig, frames, steps_np[kept])

@@ -12,7 +12,7 @@ from jaxtyping import Float
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from utils.plots.tms.superposition import TEMPLATE, to_numpy
+from utils.plots.common import TEMPLATE, to_numpy
 
 __all__ = ["plot_kgons", "plot_llc_by_plateau", "plot_llc_traces", "plot_training_losses"]
 

@@ -17,9 +17,11 @@ from plotly.colors import sample_colorscale, sequential
 from plotly.subplots import make_subplots
 from torch import Tensor, nn
 
-from utils.plots.common import TEMPLATE, VALUE_SCALE, check_length, grid_shape, to_numpy
+from utils.plots.common import TEMPLATE, VALUE_SCALE, animation, check_length, frame_indices, grid_shape, to_numpy
 
 __all__ = [
+    "animate_features_in_2d",
+    "animation",
     "plot_features_in_2d",
     "plot_features_in_Nd",
     "plot_hidden_states",
@@ -57,24 +59,35 @@ def feature_colors(
     return values, [sample_colorscale(VALUE_SCALE, row.tolist()) for row in shades]
 
 
-def feature_traces(
-    W: Float[np.ndarray, "2 feats"], line_colors: list[str], values: np.ndarray | None, color_label: str
-) -> list[go.Scatter]:
-    """Lines from the origin to every column of W, then one marker per feature at the tip (with the hover)."""
-    traces = []
+def feature_trace_data(
+    W: Float[np.ndarray, "2 feats"], line_colors: list[str], values: np.ndarray | None
+) -> list[dict[str, np.ndarray]]:
+    """The data of `feature_traces(W, ...)`, trace by trace: x and y (and the markers' customdata). An animation's
+    frames carry only these, since nothing else changes from one step to the next."""
+    data = []
     # One trace per colour rather than per feature, with the lines separated by NaN gaps, so that the
     # double-descent plots (a thousand features per instance) stay quick to build and to render.
     for color in dict.fromkeys(line_colors):
         tips = W[:, [i for i, c in enumerate(line_colors) if c == color]].T
         segments = np.stack([np.zeros_like(tips), tips, np.full_like(tips, np.nan)], axis=1).reshape(-1, 2)
-        line = dict(color=color, width=2)
-        traces.append(go.Scatter(x=segments[:, 0], y=segments[:, 1], mode="lines", line=line, hoverinfo="skip"))
-
-    n_feats = W.shape[1]
-    customdata = [np.arange(n_feats), np.linalg.norm(W, axis=0)]
-    hover = "feature %{customdata[0]}<br>‖W<sub>i</sub>‖ = %{customdata[1]:.3f}"
+        data.append(dict(x=segments[:, 0], y=segments[:, 1]))
+    customdata = [np.arange(W.shape[1]), np.linalg.norm(W, axis=0)]
     if values is not None:
         customdata.append(values)
+    return [*data, dict(x=W[0], y=W[1], customdata=np.stack(customdata, axis=1))]
+
+
+def feature_traces(
+    W: Float[np.ndarray, "2 feats"], line_colors: list[str], values: np.ndarray | None, color_label: str
+) -> list[go.Scatter]:
+    """Lines from the origin to every column of W, then one marker per feature at the tip (with the hover)."""
+    *lines, tips = feature_trace_data(W, line_colors, values)
+    traces = [
+        go.Scatter(mode="lines", line=dict(color=color, width=2), hoverinfo="skip", **data)
+        for color, data in zip(dict.fromkeys(line_colors), lines, strict=True)
+    ]
+    hover = "feature %{customdata[0]}<br>‖W<sub>i</sub>‖ = %{customdata[1]:.3f}"
+    if values is not None:
         hover += f"<br>{color_label} = %{{customdata[2]:.3g}}"
     marker = dict(size=8, line=dict(color="#333333", width=1))
     if values is not None:
@@ -82,9 +95,8 @@ def feature_traces(
     else:
         marker |= dict(color=line_colors[0] if len(set(line_colors)) == 1 else line_colors)
     markers = go.Scatter(
-        x=W[0], y=W[1], mode="markers", marker=marker, customdata=np.stack(customdata, axis=1),
-        hovertemplate=hover + "<extra></extra>", name="features",
-    )  # fmt: skip
+        mode="markers", marker=marker, hovertemplate=hover + "<extra></extra>", name="features", **tips
+    )
     return [*traces, markers]
 
 
@@ -321,3 +333,38 @@ def plot_loss_curves(log: dict[str, Tensor], labels: Sequence[str] | None = None
         yaxis=dict(title="loss", type="log"), width=800, height=420,
     )  # fmt: skip
     return fig
+
+
+# --------------------------------------------------------------------------------------- animations of training
+
+
+def animate_features_in_2d(
+    log: dict[str, Tensor],
+    colors: Float[Tensor, "inst feats"] | Float[Tensor, " feats"] | Sequence[str] | None = None,
+    titles: Sequence[str] | None = None,
+    n_cols: int | None = None,
+    max_frames: int = 41,
+    title: str = "Features of every instance during training",
+) -> go.Figure:
+    """`plot_features_in_2d` of the weights `ToyModel.optimize` logged ("W": [n_logs, inst, 2, feats]), one frame
+    per logged step (at most `max_frames`, evenly spread), on one axis range that holds every frame."""
+    W_log, steps = to_numpy(log["W"]), to_numpy(log["step"])
+    if W_log.ndim != 4 or W_log.shape[2] != 2:
+        raise ValueError(f'log["W"] has shape {W_log.shape}, not [n_logs, inst, 2, feats]')
+    n_inst, n_feats = W_log.shape[1], W_log.shape[3]
+    kept = frame_indices(len(steps), max_frames)
+    fig = plot_features_in_2d(W_log[kept[0]], colors=colors, titles=titles, n_cols=n_cols, title=title)
+    reach = max(1.5, 1.1 * float(np.abs(W_log).max()))  # plot_features_in_2d's range, for the largest frame
+    fig.update_xaxes(range=[-reach, reach]).update_yaxes(range=[-reach, reach])
+    values, line_colors = feature_colors(colors, n_inst, n_feats)
+    frames = [
+        [
+            data
+            for inst in range(n_inst)
+            for data in feature_trace_data(
+                W_log[index, inst], line_colors[inst], None if values is None else values[inst]
+            )
+        ]
+        for index in kept
+    ]
+    return animation(fig, frames, steps[kept])
