@@ -266,6 +266,8 @@ MAP_LAMBDAS = (0.01, 0.03, 0.1)
 MAP_KINDS = ("tied", "tied, free encoder norm", "untied")
 # A setting is "away from the boundary" when the two refined solutions' exact losses differ by more than this fraction.
 MAP_GAP = 0.02
+# A kept seed whose exact loss exceeds the refined optimum by more than this fraction is in a local minimum (as T5).
+LOCAL_MINIMUM_MARGIN = 0.02
 
 
 def map_sweep(kind: str) -> AbsorptionMap:
