@@ -17,7 +17,7 @@ from solutions.sae import absorption_experiments as ex
 pytestmark = pytest.mark.slow
 
 INV_SQRT2 = 2**-0.5
-CHILD_COSINE_TOLERANCE = 0.02  # measured 0.708-0.718 over SCIENCE's three coefficients
+CHILD_COSINE_TOLERANCE = 0.02  # measured 0.708-0.718 over S5's three coefficients (README)
 
 
 @pytest.fixture(scope="module")
