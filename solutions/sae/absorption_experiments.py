@@ -6,10 +6,10 @@ present in a quarter of the inputs; feature 1, its child, only with the parent, 
 independently in 10 % of the inputs each. Magnitudes are 1 (or, for partial absorption, uniform on [0.5, 1]).
 
 What the runs show (numbers in the notebook): untied SAEs absorb; tied SAEs whose encoder is the unit-norm decoder
-transposed keep the true features in the seed the loss keeps, though half their seeds absorb at a loss only 0.2 %
-higher; section 2.1's tied SAE, whose encoder columns keep a free norm, absorbs in the seed the loss keeps (the norm
-acts as a gain that sharpens the parent latent's threshold); a Matryoshka SAE keeps the parent latent firing but tilts
-its decoder towards the child.
+transposed keep the true features in the seed the loss keeps, though half their seeds absorb at a loss only 0.2 % higher
+(this P(child | parent) = 0.4 sits just below the tied SAE's boundary √2 − 1: see `absorption_map`); section 2.1's tied
+SAE, whose encoder columns keep a free norm, absorbs in the seed the loss keeps (the norm acts as a gain that sharpens
+the parent latent's threshold); a Matryoshka SAE keeps the parent latent firing but tilts its decoder towards the child.
 
 `AbsorptionSweep` trains several seeds of several sparsity coefficients as the instances of one SAE (the coefficient
 is given per instance), untied, tied or Matryoshka, and keeps, per coefficient, the seed with the lowest SAE loss on
@@ -69,9 +69,9 @@ class HierarchicalModel(ToyModel):
 
 
 class UnitTiedToySAE(ToySAE):
-    """A tied SAE whose encoder is the *normalised* decoder transposed: one shared matrix of unit rows, as in
-    SCIENCE's reference SAE. Section 2.1's tied SAE normalises the decoder only, so its encoder columns keep a free
-    norm (a gain per latent), and that gain is what lets a tied SAE absorb (see the notebook)."""
+    """A tied SAE whose encoder is the *normalised* decoder transposed: one shared matrix of unit rows, the
+    tied SAE of the README's target S5. Section 2.1's tied SAE normalises the decoder only, so its encoder columns keep
+    a free norm (a gain per latent), and that gain is what lets a tied SAE absorb (see the notebook)."""
 
     def pre_activations(self, h: Float[Tensor, "batch inst d_in"]) -> Float[Tensor, "batch inst d_sae"]:
         encoder = self.W_dec_normalized.transpose(-1, -2)
@@ -125,11 +125,11 @@ class AbsorptionSweep(SeedGrid):
 
 
 LAMBDA = 0.03 / D_IN  # the course's sparsity coefficient for S5's λ = 0.03 (reconstruction summed over d_in)
-S5_LAMBDAS = tuple(lam / D_IN for lam in (0.03, 0.1, 0.3))  # SCIENCE S5's three coefficients
+S5_LAMBDAS = tuple(lam / D_IN for lam in (0.03, 0.1, 0.3))  # the three coefficients of the README's target S5
 SWEEP_LAMBDAS = tuple(lam / D_IN for lam in (0.01, 0.03, 0.1, 0.3))
-# 4,000 steps at lr 2e-3 reach what SCIENCE measured with 8,000 at 1e-3, in half the time.
+# 4,000 steps at lr 2e-3 reach the S5 numbers first measured with 8,000 steps at lr 1e-3, in half the time.
 UNTIED = AbsorptionSweep("untied", (LAMBDA,), n_seeds=3)
-UNTIED_S5 = AbsorptionSweep("untied", S5_LAMBDAS, n_seeds=3)  # SCIENCE's 9 runs (the science test)
+UNTIED_S5 = AbsorptionSweep("untied", S5_LAMBDAS, n_seeds=3)  # S5's 9 runs (the science test)
 TIED = AbsorptionSweep("tied", (LAMBDA,), n_seeds=6)
 TIED_FREE_NORM = AbsorptionSweep("tied, free encoder norm", (LAMBDA,), n_seeds=6)
 # Prefixes of 1 and 4 latents. With prefixes of 1, 2 and 4 (a subclass with widths = (1, 2)) we measured the same:

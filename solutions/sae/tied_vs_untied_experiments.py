@@ -158,6 +158,30 @@ def chance_recovery(d_in: int, d_sae: int, n_directions: int = 20_000, seed: int
     return float((directions @ rows.T).amax(-1).mean())
 
 
+def dropped_feature_baseline(
+    result: SweepResult, kept_above: float = 0.1, n_draws: int = 4_000, seed: int = 0
+) -> Float[Tensor, " setting"]:
+    """What the features a toy model dropped (‖W_i‖ < `kept_above`) score when an SAE learns nothing about them: the
+    mean, over a setting's dropped features, of their best cosine with a dictionary that holds exactly the features
+    the model kept and puts its other d_sae − n_kept latents in random directions (averaged over `n_draws` draws).
+
+    Random directions alone are the wrong yardstick: a dropped feature's leftover direction is not random (it leans
+    towards the kept features), so a dictionary of only the kept features already beats them.
+    """
+    generator = t.Generator().manual_seed(seed)
+    norms = feature_norms_of(result)  # [setting feats]
+    features = t.nn.functional.normalize(result.kept(result.model.model.W).transpose(-1, -2), dim=-1)
+    d_sae = result.model.cfg.d_sae
+    baseline = []
+    for setting_features, setting_norms in zip(features, norms, strict=True):
+        kept, dropped = setting_features[setting_norms >= kept_above], setting_features[setting_norms < kept_above]
+        from_kept = (dropped @ kept.T).amax(-1)  # [dropped]
+        random_rows = t.randn((n_draws, d_sae - len(kept), features.shape[-1]), generator=generator)
+        from_random = (t.nn.functional.normalize(random_rows, dim=-1) @ dropped.T).amax(1)  # [draws dropped]
+        baseline.append(t.maximum(from_kept, from_random).mean())
+    return t.stack(baseline)
+
+
 def summary(results: dict[str, SweepResult]) -> dict[str, dict[str, float]]:
     """Per kind (untied, tied): each `SUMMARY` metric of the kept seeds, averaged over the settings, with `recovered`
     as a fraction of the true features, and "l0 / true" the kept seeds' L0 over the data's mean active count."""

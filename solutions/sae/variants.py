@@ -4,8 +4,9 @@ The L1 penalty of a standard SAE does two jobs at once: it decides *which* laten
 they fire, so that reconstructions come out too small. Each variant separates the two jobs in its own way:
 
 * `TopKToySAE` (Gao et al., OpenAI 2024): no penalty at all; every input keeps its k largest pre-activations
-  (ReLU'd) and the rest are zero, so L0 is k exactly. Latents that never make the top k get a gradient from an
-  auxiliary loss (AuxK): the dead latents' own top pre-activations reconstruct what the live ones missed.
+  (ReLU'd) and the rest are zero, so L0 is at most k, and exactly k on every input with k positive pre-activations.
+  Latents that never make the top k get a gradient from an auxiliary loss (AuxK): the dead latents' own top
+  pre-activations reconstruct what the live ones missed.
 * `GatedToySAE` (Rajamanoharan et al., GDM 2024): a gate decides which latents fire and a magnitude path, sharing
   the gate's directions (W_mag = exp(r_mag) ⊙ W_gate), decides how much. The L1 penalty lands on the gate only; an
   auxiliary reconstruction through a frozen copy of the decoder keeps the gate's pre-activations meaningful.

@@ -1,11 +1,12 @@
 """The science of chapter 2, section 6 (feature absorption), asserted at exactly the notebook's settings.
 
-S5 (4 orthonormal features in 16-D, parent p = 0.25, child only with it in 40 % of those inputs, two other features at
-p = 0.1, 4 latents): untied SAEs absorb (the parent's latent is silent on every parent+child input, the child's
-decoder is (e_parent + e_child)/√2); tied SAEs with one unit matrix keep the true features in the seed the loss
-keeps; explained variance cannot tell the two apart. Also: section 2.1's tied SAE, whose encoder norm is free,
-absorbs in the seed the loss keeps; magnitudes U[0.5, 1] make absorption partial and growing with the sparsity
-coefficient; a Matryoshka SAE does not absorb but tilts its parent latent towards the child.
+S5 (4 orthonormal features in 16-D, parent p = 0.25, child only with it in 40 % of those inputs, two other features at p
+= 0.1, 4 latents): untied SAEs absorb (the parent's latent is silent on every parent+child input, the child's decoder is
+(e_parent + e_child)/√2); tied SAEs with one unit matrix keep the true features in the seed the loss keeps (at this
+P(child | parent) = 0.4 only, just below the tied boundary √2 − 1: the general claim is the map's, in
+test_science_absorption_map.py); explained variance cannot tell the two apart. Also: section 2.1's tied SAE, whose
+encoder norm is free, absorbs in the seed the loss keeps; magnitudes U[0.5, 1] make absorption partial and growing with
+the sparsity coefficient; a Matryoshka SAE does not absorb but tilts its parent latent towards the child.
 """
 
 import pytest
@@ -16,7 +17,7 @@ from solutions.sae import absorption_experiments as ex
 pytestmark = pytest.mark.slow
 
 INV_SQRT2 = 2**-0.5
-CHILD_COSINE_TOLERANCE = 0.02  # measured 0.708-0.718 over SCIENCE's three coefficients
+CHILD_COSINE_TOLERANCE = 0.02  # measured 0.708-0.718 over S5's three coefficients (README)
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,12 @@
 """The science of chapter 2, section 3 (tied against untied SAEs), asserted at exactly the notebook's settings.
 
-S1/S2 (Sharkey-style data, 128 features in 64-D): untied SAEs recover the features (MMCS ≥ 0.98, ≥ 95 % at cos 0.9)
-and beat tied ones on every measure; dead latents appear only when the dictionary is larger than the number of
-features, and L0 rises above the true mean. S3/S4 (the pentagon): with 10 latents both recover all five features,
-tied more precisely, untied with the better reconstruction. Correlated pairs: tied wins while pairs are common,
-untied when they are rare. Varying importance: an SAE recovers what the model represents, and features the model
-dropped only by chance.
+S1/S2 (Sharkey-style data, 128 features in 64-D): untied SAEs recover the features (MMCS ≥ 0.98, ≥ 95 % at cos 0.9) and
+beat tied ones on every measure (the size of the MMCS gap depends on the setting: 0.018-0.034 on four settings the
+course does not use, issue 17, so no margin is asserted); dead latents appear only when the dictionary is larger than
+the number of features, and L0 rises above the true mean. S3/S4 (the pentagon): with 10 latents both recover all five
+features, tied more precisely, untied with the better reconstruction. Correlated pairs: tied wins while pairs are
+common, untied when they are rare. Varying importance: an SAE recovers what the model represents, and finds the features
+the model dropped no better than a dictionary of exactly the kept features (its other latents random) does.
 """
 
 import pytest
@@ -33,8 +34,6 @@ def test_untied_saes_win_on_many_features_at_once(results, name):
     untied, tied, measured = summary(results, name)
     assert untied["mmcs"] >= 0.98 and untied["recovered_0.9"] >= 0.95, measured
     assert untied["mmcs"] > tied["mmcs"] and untied["explained_variance"] > tied["explained_variance"], measured
-    if name == "Sharkey, 128 latents":  # S1: tied lower by ≥ 0.02
-        assert untied["mmcs"] - tied["mmcs"] >= 0.02, measured
     assert untied["recovered_0.99"] > 3 * tied["recovered_0.99"], f"far fewer tied features at cos 0.99; {measured}"
     assert untied["l0"] < tied["l0"], f"the tied SAE over-fires; {measured}"
 
@@ -71,16 +70,19 @@ def test_correlated_pairs_tied_wins_when_pairs_are_common_untied_when_rare(resul
     assert all((values > 0.98).all() for values in ev.values()), f"reconstruction cannot tell them apart; {measured}"
 
 
-def test_an_sae_recovers_what_the_model_represents(results):
+def test_an_sae_recovers_what_the_model_represents_and_nothing_of_what_it_dropped(results):
     norms = ex.feature_norms_of(results["importance 0.85^i"]["untied"])
     represented, dropped = norms > 0.5, norms < 0.1
-    chance = ex.chance_recovery(5, 20)
+    baseline = ex.dropped_feature_baseline(results["importance 0.85^i"]["untied"])
     for kind, result in results["importance 0.85^i"].items():
         recovery = ex.per_feature_recovery(result)
         found = (recovery > 0.9) & represented
+        dropped_score = t.stack([values[mask].mean() for values, mask in zip(recovery, dropped, strict=True)])
         measured = (
             f"{kind}: recovered {found.sum(-1).tolist()} of {represented.sum(-1).tolist()} represented; dropped "
-            f"features' best cosine {recovery[dropped].mean():.3f} (chance {chance:.3f})"
+            f"features' best cosine per setting {dropped_score.numpy().round(3).tolist()} against "
+            f"{baseline.numpy().round(3).tolist()} for the kept features plus random latents"
         )
         assert (recovery[0] > 0.9)[represented[0]].all(), f"at the densest setting every represented one; {measured}"
-        assert abs(recovery[dropped].mean() - chance) < 0.1, f"dropped features are found only by chance; {measured}"
+        # measured: within 0.03 of the baseline in every setting, tied and untied
+        assert ((dropped_score - baseline).abs() < 0.05).all(), f"nothing learnt about dropped features; {measured}"

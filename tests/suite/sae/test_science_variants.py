@@ -1,8 +1,9 @@
 """Section 2.5's claims, asserted: the straight-through estimators are the published formulas (the θ-derivative of a
-step smoothed over a window of width ε, checked by finite differences), TopK's L0 is k, JumpReLU's L0 falls as its
-coefficient rises, the L1 penalty shrinks reconstructions and the variants do not, and each variant lies above the
-standard SAE's L0 / explained-variance frontier. Numbers measured at the notebook's budget (1,000 steps, seed 0) are
-in the notebook's text; the margins here are several times the seed-to-seed spread we measured."""
+step smoothed over a window of width ε, checked by finite differences), TopK's L0 is at most k and exactly k wherever k
+pre-activations are positive, JumpReLU's L0 falls as its coefficient rises, the L1 penalty shrinks reconstructions and
+the variants do not, and each variant lies above the standard SAE's L0 / explained-variance frontier. Numbers measured
+at the notebook's budget (1,000 steps, seed 0) are in the notebook's text; the margins here are several times the
+seed-to-seed spread we measured."""
 
 import functools
 
@@ -86,6 +87,8 @@ def test_topk_keeps_at_most_k_latents_and_exactly_k_where_k_are_positive():
     counts = ex.topk_counts(sae)
     ks = t.tensor(ex.KS)
     assert (counts["most_active"] <= ks).all() and (counts["explained"] == 1).all()
+    # The general claim is the line above. How near L0 comes to k depends on the data (4.93 at k = 5 on a model where
+    # 5 % of inputs have fewer than 5 positive pre-activations); on this section's data it is within 0.02.
     assert (counts["exactly_k"] > 0.98).all() and ((metrics["l0"] - ks).abs() < 0.02).all()
 
 

@@ -17,6 +17,7 @@ from utils.plots.common import TEMPLATE, VALUE_SCALE, animation, frame_indices, 
 __all__ = [
     "animate_firing_by_input",
     "plot_absorption_by_kind",
+    "plot_absorption_map",
     "plot_absorption_vs_sparsity",
     "plot_firing_by_input",
 ]
@@ -133,3 +134,44 @@ def animate_firing_by_input(
     )  # fmt: skip
     frames = [[dict(y=values[index, :, latent]) for latent in range(len(labels))] for index in kept]
     return animation(fig, frames, steps_np[kept])
+
+
+PHASE_COLORS = {"clean": "#27ae60", "absorbing": "#c0392b", "other": "#bbbbbb"}
+
+
+def plot_absorption_map(
+    child_probabilities: Sequence[float],
+    lambdas: Sequence[float],
+    kept_phases: Mapping[str, Sequence[str]],
+    predicted: Sequence[str],
+    boundary: float,
+) -> go.Figure:
+    """One panel per kind of SAE over P(child | parent) × λ: each setting's kept seed as a coloured square (its
+    phase, `kept_phases[kind]`, settings in order q-major), the closed form's phase for the tied unit-matrix SAE
+    (`predicted`) as the text in it, and the first-order boundary q = `boundary` as a dashed line."""
+    kinds = list(kept_phases)
+    fig = make_subplots(1, len(kinds), subplot_titles=kinds, horizontal_spacing=0.08, shared_yaxes=True)
+    n_lambdas = len(lambdas)
+    for col, kind in enumerate(kinds, start=1):
+        for phase, color in PHASE_COLORS.items():
+            cells = [i for i, p in enumerate(kept_phases[kind]) if p == phase]
+            fig.add_trace(
+                go.Scatter(
+                    x=[child_probabilities[i // n_lambdas] for i in cells],
+                    y=[lambdas[i % n_lambdas] for i in cells],
+                    mode="markers+text", marker=dict(symbol="square", size=34, color=color),
+                    text=[predicted[i][:4] for i in cells] if col == 1 else None, textfont=dict(color="white"),
+                    name=f"trained: {phase}", legendgroup=phase, showlegend=col == 1,
+                    hovertemplate=f"{kind}: q %{{x}}, λ %{{y}}: {phase}<extra></extra>",
+                ),
+                row=1, col=col,
+            )  # fmt: skip
+        fig.add_vline(x=boundary, line=dict(color="#444", dash="dash"), row=1, col=col)
+        fig.update_xaxes(title_text="P(child | parent)", range=[0, 0.85], row=1, col=col)
+    fig.update_yaxes(title_text="λ (reconstruction summed over d_in)", type="log", row=1, col=1)
+    fig.update_layout(
+        template=TEMPLATE, width=330 * len(kinds) + 120, height=420,
+        title="Which solution the kept seed learns (colour); text in the first panel: the closed form's phase;"
+        " dashed: q = √2 − 1",
+    )  # fmt: skip
+    return fig

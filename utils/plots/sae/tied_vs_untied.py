@@ -51,7 +51,8 @@ def plot_recovery_by_feature(
     """One panel per setting: the toy model's feature norms ‖W_i‖ as grey bars (features in order of decreasing
     importance), and every feature's best cosine with the SAE's decoder rows, untied and tied, as lines.
 
-    `recovery[kind]` is [setting feats]; `chance`, if given, is drawn as the best cosine a random direction gets.
+    `recovery[kind]` is [setting feats]; `chance`, if given, is drawn as a dotted baseline: the best cosine a
+    feature gets without being learnt.
     """
     norms_np = to_numpy(norms)
     n_settings, n_feats = norms_np.shape
