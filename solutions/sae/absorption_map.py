@@ -52,11 +52,12 @@ from solutions.sae.absorption_experiments import (
     P_PARENT,
     PARENT,
     SAE_CLASSES,
+    UnitTiedToySAE,
     orthonormal_embedding,
 )
 from solutions.sae.toy_sae import ToySAE, ToySAEConfig
 from solutions.tms.superposition import ToyModel, ToyModelConfig
-from utils.sweeps import SeedGrid
+from utils.sweeps import SeedGrid, train_sweep
 
 SQRT2 = math.sqrt(2)
 PHASES = ("clean", "absorbing", "other")
@@ -150,8 +151,6 @@ def refined_solutions(
     a little (at λ = 0.03, by 0.2 % for the clean and 0.8 % for the absorbing solution), and at large λ a clean start
     can slide into the absorbing basin. This numerical step is the exact minimum near each closed-form solution.
     """
-    from solutions.sae.absorption_experiments import UnitTiedToySAE  # the tied SAE of one unit matrix
-
     n = len(q)
     q2, lam2 = q.float().repeat_interleave(2), lam.float().repeat_interleave(2)
     model = HierarchyGridModel(t.full_like(q2, P_PARENT), q2)
@@ -315,8 +314,6 @@ def theory(sweep: AbsorptionMap) -> dict[str, Tensor]:
 def run_map(kinds: tuple[str, ...] = MAP_KINDS, device: t.device | str | None = None) -> dict:
     """Train the map for every kind; return the sweeps' results, every instance's phase, the kept seeds' phases
     [setting] per kind, and the theory of the tied unit-matrix SAE."""
-    from utils.sweeps import train_sweep
-
     results = {kind: train_sweep(map_sweep(kind), device=device) for kind in kinds}
     phases = {kind: phase(result.model) for kind, result in results.items()}
     kept_phases = {kind: [phases[kind][int(i)] for i in results[kind].best] for kind in kinds}
