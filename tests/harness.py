@@ -78,14 +78,11 @@ class Context:
 
 @dataclass
 class Exercise:
-    """One exercise: where its reference lives, how it is checked, and how it is presented."""
+    """One exercise: where its reference lives and how it is checked. How it is presented (title, difficulty,
+    importance, time) belongs to the lesson: its marker in the section's source (`utils.notebooks`)."""
 
     id: str
     name: str  # the symbol the learner defines in the notebook
-    title: str
-    difficulty: int
-    importance: int
-    minutes: str
     reference_path: str  # "module:attribute"
     probe: Callable[[Any, Context], dict[str, Any]]
     verdict: Callable[[dict[str, Any], Context], None]

@@ -8,7 +8,7 @@ whose fenced ```python blocks become code cells. The reference code itself is ne
 * ```python check=tms.forward                 — the learner's check call for that exercise;
 * ```python setup                             — the setup cell (same in every notebook, built below);
 * ```python solutions-only / exercises-only    — a cell that exists in one variant only;
-* <!-- exercise tms.forward -->               — the exercise's header (difficulty, importance, time);
+* <!-- exercise tms.forward: title (difficulty 2, importance 5, 10-20 minutes) -->  — the exercise's header;
 * <!-- solution tms.forward -->               — a collapsible block with the reference solution;
 * a line `+++` splits markdown into separate cells.
 
@@ -173,13 +173,23 @@ def solution_source(exercise) -> str:
 # ------------------------------------------------------------------------------------ building cells
 
 
-def exercise_header(exercise) -> str:
+# An exercise's header in a section's source: its id, title, difficulty and importance (1-5) and time in minutes, e.g.
+# <!-- exercise sae.init: the SAE's parameters (difficulty 1, importance 3, 5-15 minutes) -->
+EXERCISE_MARKER = re.compile(
+    r"<!-- exercise (?P<id>\S+): (?P<title>.+?) \(difficulty (?P<difficulty>[1-5]), importance (?P<importance>[1-5]), "
+    r"(?P<minutes>\d+(?:-\d+)?) minutes\) -->"
+)
+
+
+def exercise_header(marker: re.Match) -> str:
+    if marker["id"] not in EXERCISES:
+        raise ValueError(f"{marker[0]}: no exercise has the id {marker['id']!r}")
     dots = lambda n, on, off: on * n + off * (5 - n)  # noqa: E731
     return (
-        f"### Exercise `{exercise.id}`: {exercise.title}\n\n"
-        f"> **Difficulty**: {dots(exercise.difficulty, '🔴', '⚪')}  \n"
-        f"> **Importance**: {dots(exercise.importance, '🔵', '⚪')}  \n"
-        f"> **Time**: about {exercise.minutes} minutes"
+        f"### Exercise `{marker['id']}`: {marker['title']}\n\n"
+        f"> **Difficulty**: {dots(int(marker['difficulty']), '🔴', '⚪')}  \n"
+        f"> **Importance**: {dots(int(marker['importance']), '🔵', '⚪')}  \n"
+        f"> **Time**: about {marker['minutes']} minutes"
     )
 
 
@@ -189,7 +199,9 @@ def solution_block(exercise) -> str:
 
 def expand_markdown(text: str) -> str:
     exercises = EXERCISES
-    text = re.sub(r"<!-- exercise (\S+) -->", lambda m: exercise_header(exercises[m.group(1)]), text)
+    text = EXERCISE_MARKER.sub(exercise_header, text)
+    if malformed := re.search(r"<!-- exercise .*?-->", text):
+        raise ValueError(f"{malformed[0]}: an exercise's marker reads {EXERCISE_MARKER.pattern}")
     return re.sub(r"<!-- solution (\S+) -->", lambda m: solution_block(exercises[m.group(1)]), text)
 
 

@@ -45,7 +45,15 @@ def test_every_exercise_has_an_entry_with_the_contract_fields():
     for exercise_id, exercise in EXERCISES.items():
         assert exercise.id == exercise_id
         assert exercise.name and callable(exercise.check) and exercise.reference is not None
-        assert 1 <= exercise.difficulty <= 5 and 1 <= exercise.importance <= 5 and exercise.minutes
+
+
+def test_every_exercise_is_presented_once_by_its_lesson():
+    """Title, difficulty, importance and time live with the lesson, in the exercise's marker in its section's source."""
+    from utils.notebooks import EXERCISE_MARKER
+
+    markers = [m for path in ROOT.glob("chapter_*/src/*.md") for m in EXERCISE_MARKER.finditer(path.read_text())]
+    assert sorted(m["id"] for m in markers) == sorted(EXERCISES)
+    assert all(m["title"].strip() and m["minutes"] for m in markers)
 
 
 @pytest.mark.parametrize("exercise_id", EXERCISES)

@@ -47,8 +47,6 @@ __all__ = ["ANTICORRELATED_ROWS", "CORRELATED_ROWS", "EXERCISES", "UNCORRELATED_
 EXERCISES = [
     exercise(
         "generate_correlated_features",
-        "implement `generate_correlated_features`",
-        "10-15",
         verdict=verdict_generate_correlated_features,
         rows=CORRELATED_ROWS,
         n_big=N_PAIRS,
@@ -58,8 +56,6 @@ EXERCISES = [
     ),
     exercise(
         "generate_anticorrelated_features",
-        "implement `generate_anticorrelated_features`",
-        "10-20",
         verdict=verdict_generate_anticorrelated_features,
         rows=ANTICORRELATED_ROWS,
         n_big=N_PAIRS,
@@ -69,8 +65,6 @@ EXERCISES = [
     ),
     exercise(
         "generate_uncorrelated_features",
-        "implement `generate_uncorrelated_features`",
-        "5-10",
         verdict=verdict_generate_uncorrelated_features,
         rows=UNCORRELATED_ROWS,
         n_big=N_UNCORRELATED,

@@ -308,15 +308,11 @@ def name_frequency_mistake(counts: Tensor, candidates: list[tuple[str, Tensor]],
     return first_explaining(counts, BATCH_SIZE, candidates) or fallback
 
 
-def exercise(method: str, title: str, minutes: str, verdict, rows, n_big, n_small, mistakes, alternatives):
+def exercise(method: str, verdict, rows, n_big, n_small, mistakes, alternatives):
     return Exercise(
         id=f"tms.{method}",
         name="ToyModel",
         method=method,
-        title=title,
-        difficulty=3,
-        importance=2,
-        minutes=minutes,
         reference_path=f"{MODULE}:ToyModel",
         probe=make_probe(method, rows, n_big, n_small),
         verdict=verdict,
