@@ -422,7 +422,7 @@ def test_tampering_inside_the_child_earns_nothing_for_wrong_code(graded):
     # the rest of the submission still counts (until the grader stopped running the notebook's training cells,
     # whose every forward call forged frames too, an innocent exercise could lose its points under load)
     assert {report[i]["status"] for i in TOY_MODEL - {"tms.forward"}} == {"pass"}, report
-    # patching `tests` and `torch` while defining ToyModel is tampering (CURRICULUM §6): that class earns nothing
+    # patching `tests` and `torch` while defining ToyModel is tampering (the grading contract): that class earns nothing
     report = graded["json"]["tamper_patch.ipynb"]["exercises"]
     assert {(report[i]["status"], report[i]["points"]) for i in TOY_MODEL} == {("tampered", 0)}, report
     assert "tests.check" in report["tms.forward"]["message"]

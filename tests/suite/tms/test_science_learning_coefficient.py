@@ -1,4 +1,4 @@
-"""Science of chapter 1, section 7, asserted with numbers at the settings the notebook shows (SCIENCE §14).
+"""Science of chapter 1, section 7 (Chen et al. 2023; README targets T12–T16), at the settings the notebook shows.
 
 T12: the k-gons are critical points with the paper's eight losses. T13: SGLD's λ̂ recovers the theory at three minima,
 and d/2 on a quadratic bowl. T14: the estimator's pitfalls. T15: training from random starts steps down through the
@@ -7,7 +7,7 @@ is higher on the low-loss ones. T16: the free-energy crossing of the 5- and 6-go
 
 Tolerances: the 8 chains of one T13 estimate spread by 0.6-0.7 (standard deviation over chains, measured at the
 notebook's settings: 6-gon 8.06 ± 0.66, 5⁺-gon 8.87 ± 0.57, 5-gon at c = 5 7.00 ± 0.71), so a mean of 8 chains has a
-standard error near 0.25; ±1.5 around the theory (SCIENCE's tolerance) is about 6 standard errors.
+standard error near 0.25; ±1.5 around the theory (the README target's tolerance) is about 6 standard errors.
 """
 
 import functools
@@ -107,7 +107,7 @@ def test_llc_at_a_saddle_falls_far_below_the_minimum(k, pluses, dead_bias, below
 
 @functools.cache
 def training():
-    """T15 at the notebook's settings: 3,000 steps (every transition is over by step 2,000 with these seeds; SCIENCE's
+    """T15 at the notebook's settings: 3,000 steps (every transition is over by step 2,000 with these seeds; a
     20,000-step run ends every seed on the same k-gon)."""
     return train_from_random_starts(n_inst=16, steps=3_000, lr=0.01, log_every=10)
 
@@ -126,7 +126,7 @@ def plateaus(names):
 def test_training_steps_down_through_the_kgons_to_the_five_plus_gon():
     run, levels = training(), kgon_levels(6)
     final = nearest_kgon(run.losses[-1], levels)
-    assert final.count("5⁺") >= 12, final  # SCIENCE: 15/16; measured 13/16 with these seeds (one 6, one 5, one 4⁺⁺)
+    assert final.count("5⁺") >= 12, final  # the paper: 15/16; measured 13/16 with these seeds (one 6, one 5, one 4⁺⁺)
     visited = [set(nearest_kgon(run.losses[:, i], levels)) for i in range(16)]
     assert sum({"5", "5⁺"} <= seen for seen in visited) >= 8, visited
     norms = run.W[-1].norm(dim=1)  # [inst feats]
