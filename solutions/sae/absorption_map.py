@@ -199,9 +199,9 @@ class HierarchyGridModel(ToyModel):
 class AbsorptionMap(SeedGrid):
     """SAEs of 4 latents over P(child | parent) × λ (settings `i_q * len(lambdas) + i_lambda`), `n_seeds` each.
 
-    `kind` is one of section 2.6's kinds ("untied", "tied", "tied, free encoder norm"); λ is the coefficient of a
-    reconstruction summed over d_in (the course's coefficient is λ / 16). Seeds are ranked by their exact expected
-    loss.
+    `kind` is one of section 2.6's kinds ("untied", "tied", "tied, free encoder norm", "matryoshka"); λ is the
+    coefficient of a reconstruction summed over d_in (the course's coefficient is λ / 16). Seeds are ranked by their
+    exact expected loss (for Matryoshka, its own loss, prefix terms included).
     """
 
     kind: str
@@ -258,11 +258,45 @@ def phase(sae: ToySAE) -> list[str]:
     ]
 
 
+@t.no_grad()
+def exact_absorption_rate(sae: ToySAE) -> Float[Tensor, " inst"]:
+    """Per instance, the exact absorption rate (`absorption_rate`'s quantity, with no sampling): the probability that
+    the parent's latent (the decoder row closest to e_parent) is silent, given that the parent and the child are both
+    present, summed over the input patterns that have both."""
+    x, probability = input_patterns(sae.model.p_parent.cpu(), sae.model.q.cpu())
+    x_inst = x[:, None].expand(-1, sae.cfg.n_inst, -1).to(sae.b_dec)
+    h = einops.einsum(x_inst, sae.model.W, "pattern inst feats, inst d_in feats -> pattern inst d_in")
+    acts = sae(h)[2].cpu()
+    features = sae.model.W.transpose(-1, -2)
+    cosines = einops.einsum(
+        F.normalize(sae.W_dec, dim=-1), features[:, PARENT], "inst d_sae d_in, inst d_in -> inst d_sae"
+    )
+    parent_latent = cosines.argmax(-1).cpu()
+    silent = (acts[:, t.arange(sae.cfg.n_inst), parent_latent] <= 0).double()  # [pattern inst]
+    both = probability.double() * ((x[:, PARENT] > 0) & (x[:, CHILD] > 0)).double()[:, None]
+    return (silent * both).sum(0) / both.sum(0)
+
+
+def rate_phase(sae: ToySAE) -> list[str]:
+    """Per instance, "absorbing" when the parent's latent is silent on most parent + child inputs (exact absorption
+    rate above 1/2), "clean" otherwise: the parent keeps a latent that fires whenever the parent is present.
+
+    Why not `phase` for Matryoshka: its parent latent keeps firing with the child but its decoder leans towards the
+    child (measured on the map at q = 0.55 and 0.7: cosine 0.73 to 0.78 with e_parent, within 0.95 of the merged
+    direction), so the decoder cosines read "absorbing" where nothing is absorbed. Absorption is about when a latent
+    fires, and the rate measures exactly that."""
+    return ["absorbing" if rate > 0.5 else "clean" for rate in exact_absorption_rate(sae).tolist()]
+
+
+# How each kind's phase is read: decoder cosines, except for Matryoshka (see `rate_phase`).
+PHASE_READERS = {"matryoshka": rate_phase}
+
+
 # The notebook's map: P(child | parent) on both sides of √2 − 1, three sparsity coefficients (λ = 0.3 is left out:
 # there tied SAEs lose latents altogether, as section 2.6's first runs show).
 MAP_CHILD_PROBABILITIES = (0.15, 0.3, 0.55, 0.7)
 MAP_LAMBDAS = (0.01, 0.03, 0.1)
-MAP_KINDS = ("tied", "tied, free encoder norm", "untied")
+MAP_KINDS = ("tied", "tied, free encoder norm", "untied", "matryoshka")
 # Why 32 seeds of batch 64 at lr 4e-3. A tied SAE has more than one local minimum here: where absorbing is the
 # optimum, a seed can also settle in the clean solution (6-13 % above it), or keep a dead latent, or (at λ = 0.01)
 # still be on its way after 2,000 steps. With 3 seeds of batch 1,024 at lr 2e-3 only 0 to 4 of 12 seeds reached the
@@ -312,12 +346,22 @@ def theory(sweep: AbsorptionMap) -> dict[str, Tensor]:
 
 
 def run_map(kinds: tuple[str, ...] = MAP_KINDS, device: t.device | str | None = None) -> dict:
-    """Train the map for every kind; return the sweeps' results, every instance's phase, the kept seeds' phases
-    [setting] per kind, and the theory of the tied unit-matrix SAE."""
+    """Train the map for every kind; return the sweeps' results, every instance's phase (`PHASE_READERS`, else
+    `phase`) and exact absorption rate, the kept seeds' phases and rates [setting] per kind, and the theory of the
+    tied unit-matrix SAE."""
     results = {kind: train_sweep(map_sweep(kind), device=device) for kind in kinds}
-    phases = {kind: phase(result.model) for kind, result in results.items()}
+    phases = {kind: PHASE_READERS.get(kind, phase)(result.model) for kind, result in results.items()}
+    rates = {kind: exact_absorption_rate(result.model) for kind, result in results.items()}
     kept_phases = {kind: [phases[kind][int(i)] for i in results[kind].best] for kind in kinds}
-    return {"results": results, "phases": phases, "kept_phases": kept_phases, "theory": theory(map_sweep(kinds[0]))}
+    kept_rates = {kind: rates[kind][results[kind].best.cpu()] for kind in kinds}
+    return {
+        "results": results,
+        "phases": phases,
+        "absorption_rates": rates,
+        "kept_phases": kept_phases,
+        "kept_absorption_rates": kept_rates,
+        "theory": theory(map_sweep(kinds[0])),
+    }
 
 
 def seeds_at_optimum(result, optimum: Float[Tensor, " setting"]) -> Tensor:
@@ -339,6 +383,7 @@ def describe(trained: dict) -> str:
         closed, refined = (theory_[k][s] * 1e3 for k in ("closed_form", "refined"))
         kinds = ", ".join(
             f"{kind} {trained['kept_phases'][kind][s]} {float(result.best_loss[s]) * 1e3:.4f}"
+            f" (rate {float(trained['kept_absorption_rates'][kind][s]):.2f})"
             for kind, result in trained["results"].items()
         )
         reached = "" if at_optimum is None else f", {int(at_optimum[s])}/{sweep.n_seeds} tied seeds at it"
