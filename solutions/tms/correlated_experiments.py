@@ -17,8 +17,8 @@ from solutions.tms.correlated import ToyModel
 from solutions.tms.superposition import ToyModelConfig
 from solutions.tms.superposition_experiments import DensityGrid, constant_then_decay
 
-# Training steps of every sweep. With section 1.1's schedule (lr 5e-3, constant for half the run, then decaying
-# to 0), 2,000 steps end in the arrangements that ARENA's 5,000 steps at a constant 1e-3 reach (compared seed by
+# Training steps of every sweep. With section 1.1's schedule shape (constant for half the run, then decaying to 0)
+# at lr 5e-3, 2,000 steps end in the arrangements that ARENA's 5,000 steps at a constant 1e-3 reach (compared seed by
 # seed on the anticorrelated sweep), at 40 % of the cost.
 STEPS = 2_000
 

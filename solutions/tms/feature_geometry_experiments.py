@@ -16,7 +16,7 @@ from solutions.tms.superposition_experiments import Sweep
 DIMENSIONALITY_LEVELS = (0, 2, 4, 6, 7, 8, 9, 10, 15, 19)
 
 # n = 200 features in m = 20 dimensions, all equally important, as in the paper. The paper trains 10k steps of batch
-# 1024 at lr 1e-3; that is ~20 CPU-minutes for these 10 models. The course's schedule (lr 5e-3, constant for half
+# 1024 at lr 1e-3; that is ~20 CPU-minutes for these 10 models. The course's schedule (lr 1e-2, constant for half
 # the run, then decaying to 0) on batches of 256 reaches the same plateau in 2000 steps, 20× cheaper: the antipodal
 # pairs form within a few hundred steps, and the decay only sharpens them. 10 models × 256 × 200 features is also
 # just small enough for the training loop to run on one thread (a second one costs more than it gives here).
