@@ -1,5 +1,6 @@
-"""A headless Chromium driven over the DevTools protocol, for the site's browser test: load a page, collect every
-console error, and evaluate JavaScript in it.
+"""A headless Chromium driven over the DevTools protocol, for the browser tests (the website, and JupyterLab): load a
+page, collect every console error, and evaluate JavaScript in it. `chromium()` finds Debian's Chromium, installing it
+where it can, and skips the test, saying why, where it cannot.
 
 Chromium speaks the protocol over a pipe (`--remote-debugging-pipe`: it reads commands from its file descriptor 3 and
 writes replies and events to 4, each message JSON ended by a NUL byte), so the test needs no websocket client.
@@ -13,6 +14,8 @@ import tempfile
 import time
 from typing import Any
 
+import pytest
+
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run", "--remote-debugging-pipe",
@@ -21,6 +24,19 @@ CHROMIUM_FLAGS = (
 
 def find_chromium() -> str | None:
     return next((path for name in ("chromium", "chromium-browser") if (path := shutil.which(name))), None)
+
+
+def chromium() -> str:
+    """Debian's Chromium, installed if missing (CI runs as root); the test is skipped, saying why, if it cannot be."""
+    if found := find_chromium():
+        return found
+    apt = shutil.which("apt-get")
+    if apt is None or os.geteuid() != 0:
+        pytest.skip("no chromium, and no root apt-get to install it: `apt-get install -y chromium`")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in ([apt, "update", "-qq"], [apt, "install", "-y", "-qq", "chromium"]):
+        subprocess.run(command, env=env, capture_output=True, timeout=600, check=False)
+    return find_chromium() or pytest.skip("`apt-get install -y chromium` did not install chromium")
 
 
 class Browser:
@@ -114,3 +130,13 @@ class Browser:
         os.close(self.commands)
         os.close(self.replies)
         shutil.rmtree(self.profile, ignore_errors=True)
+
+
+def wait_until(browser: Browser, condition: str, timeout: float = 30.0) -> bool:
+    """Whether the JavaScript `condition` became true within `timeout` seconds (polled every 0.25 s)."""
+    deadline = time.monotonic() + timeout
+    while not browser.evaluate(condition):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.25)
+    return True

@@ -11,7 +11,6 @@ import http.server
 import importlib.util
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.suite.browser import Browser, find_chromium
+from tests.suite.browser import Browser, chromium, wait_until
 from utils import website
 from utils.notebooks import ROOT
 
@@ -59,19 +58,6 @@ def test_a_progress_bar_keeps_its_last_state_and_nothing_loads_from_the_web():
         website.without_external_scripts('<script src="https://cdn.plot.ly/plotly.js"></script>')
 
 
-def chromium() -> str:
-    """Debian's Chromium, installed if missing (CI runs as root); the test is skipped, saying why, if it cannot be."""
-    if found := find_chromium():
-        return found
-    apt = shutil.which("apt-get")
-    if apt is None or os.geteuid() != 0:
-        pytest.skip("no chromium, and no root apt-get to install it: `apt-get install -y chromium`")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in ([apt, "update", "-qq"], [apt, "install", "-y", "-qq", "chromium"]):
-        subprocess.run(command, env=env, capture_output=True, timeout=600, check=False)
-    return find_chromium() or pytest.skip("`apt-get install -y chromium` did not install chromium")
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     """The site of SECTIONS, built as `make site` builds it (MathJax installed as its target does, where it can be),
@@ -102,15 +88,6 @@ def browser(site):
     yield opened
     opened.close()
     server.shutdown()
-
-
-def wait_until(browser: Browser, condition: str, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not browser.evaluate(condition):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.25)
-    return True
 
 
 def wait_until_drawn(browser: Browser, timeout: float = 30.0) -> list[dict]:
