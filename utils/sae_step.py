@@ -28,6 +28,7 @@ summed over instances. With r = ∂L/∂ĥ = 2 (ĥ − h) / (B d_in) and g = ∂
 This module belongs to the course's runtime library: it imports nothing from `solutions` or `tests`.
 """
 
+import warnings
 from collections.abc import Callable
 
 import torch as t
@@ -42,6 +43,30 @@ from utils.batches import sae_batches, sae_features
 RELATIVE_TOLERANCE = 1e-3
 # what torch and Python raise when the standard step meets an SAE, a model or a batch of another shape or kind
 COULD_NOT_COMPUTE = (AttributeError, IndexError, RuntimeError, TypeError, ValueError)
+# The class section 2.1 asks learners to write. When one of that name trains on its own code although the shortcut is
+# on, the learner is told (once per process): it is most likely a mistake, and it makes `optimize` ~3× slower.
+# Variants (other names: Matryoshka, TopK, ...) have losses of their own by design, and train on their code silently.
+STANDARD_NAME = "ToySAE"
+TOLD: set[str] = set()  # the reasons already told in this process
+
+
+class SlowTrainingWarning(UserWarning):
+    """`optimize` trains a learner's `ToySAE` on its own forward pass and autograd at every step, because that forward
+    pass does not compute what the standard SAE computes: slower, and usually a sign of a mistake."""
+
+
+def tell_slow(sae: nn.Module, reason: str) -> None:
+    """Say once per process and reason that `sae`, a learner's ToySAE, trains on the slow path, and why."""
+    if type(sae).__name__ != STANDARD_NAME or reason in TOLD:
+        return
+    TOLD.add(reason)
+    warnings.warn(
+        f"{reason}, so optimize runs your forward pass and autograd on every step: about 3× slower on section 2.1's "
+        "small SAEs than the standard SAE trains (the training itself is what your code computes). If your ToySAE is "
+        'meant to be the standard SAE, check("sae.init", ToySAE) and check("sae.forward", ToySAE) name the difference.',
+        SlowTrainingWarning,
+        stacklevel=2,
+    )
 
 
 class StandardSAEStep:
@@ -221,6 +246,8 @@ class Shortcut:
             self.step = StandardSAEStep.of(sae) if enabled else None
         except COULD_NOT_COMPUTE:  # a config the standard step cannot read (a coefficient of another kind, ...)
             self.step = None
+        if enabled and self.step is None:
+            tell_slow(sae, "Your ToySAE's parameters or config are not the standard SAE's (names, shapes, one dtype)")
         self.trusted = False
         self.sae, self.batch_size = sae, batch_size
         self.features = sae_features(sae)  # None: the SAE's own batches, from its toy model's own draws
@@ -247,10 +274,13 @@ class Shortcut:
         return self.step.set_gradients(h)
 
     def check(self, h: Tensor, acts: Tensor, own: dict[str, Tensor]) -> None:
+        reason = "Your ToySAE's forward pass gives other latents or gradients than the standard SAE's"
         try:
             self.trusted = self.step.agrees(h, acts, own)
         except COULD_NOT_COMPUTE:  # inputs the SAE's own code takes and the standard step cannot: not the standard SAE
             self.trusted = False
+            reason = "Your ToySAE's forward pass returns latents or gradients of other shapes than the standard SAE's"
         if not self.trusted:
+            tell_slow(self.sae, reason)
             self.step = None
             self.draw = self.own_draw

@@ -3,6 +3,7 @@
 on the SAE's own code gives."""
 
 import copy
+import warnings
 
 import pytest
 import torch as t
@@ -144,6 +145,7 @@ def train_twice(make, monkeypatch, steps: int = 30, **optimize) -> tuple[int, t.
     used = spy.calls
     with monkeypatch.context() as patch:
         patch.setattr(StandardSAEStep, "of", classmethod(lambda cls, sae: None))
+        patch.setattr(utils.sae_step, "tell_slow", lambda sae, reason: None)  # the slow path on purpose: nothing to tell
         t.manual_seed(5)
         slow = make()
         slow_log = slow.optimize(batch_size=128, steps=steps, log_freq=10, **optimize)
@@ -295,3 +297,74 @@ def test_without_the_shortcut_forward_runs_on_every_step_and_trains_the_same(mon
     fast_log = fast.optimize(batch_size=64, steps=30, log_freq=10)
     assert spy.calls == 26 and fast.calls == 4, "forward on the logged steps only (0, 10, 20 and the last)"
     assert_trained_alike(fast, fast_log, slow, slow_log, "shortcut on and off")
+
+
+# ------------------------------------------------------------------------------------------- telling the learner
+
+
+def slow_warnings(train) -> list[str]:
+    """The SlowTrainingWarnings `train()` raised, every one recorded (Python's own once-per-place filter off)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train()
+    return [str(w.message) for w in caught if issubclass(w.category, utils.sae_step.SlowTrainingWarning)]
+
+
+def forward_mistakes():
+    """section 2.1's catalogued forward mistakes that train, as a learner's ToySAE"""
+    exercise = EXERCISES["sae.forward"]
+    return [pytest.param(as_learner_object(exercise, m.impl), id=m.impl.__name__) for m in exercise.mistakes]
+
+
+@pytest.mark.parametrize("cls", forward_mistakes())
+def test_a_learners_toysae_on_the_slow_path_is_told_why_once(cls, monkeypatch):
+    monkeypatch.setattr(utils.sae_step, "TOLD", set())
+    make = lambda: cls(ToySAEConfig(3, 2, 5, sparsity_coeff=0.15), toy_model(3, 5, 2))  # noqa: E731
+    spy = Spy(monkeypatch)
+    try:
+        first = slow_warnings(lambda: make().optimize(batch_size=64, steps=12, log_freq=5))
+    except Exception:  # noqa: BLE001 (a mistake that cannot train at all says so itself)
+        return
+    if spy.calls:  # a mistake the standard step cannot see (it changes no latent or gradient): nothing to tell
+        assert first == []
+        return
+    assert len(first) == 1 and "forward pass" in first[0] and 'check("sae.forward", ToySAE)' in first[0], first
+    assert slow_warnings(lambda: make().optimize(batch_size=64, steps=12, log_freq=5)) == [], "once per process"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ToySAE(ToySAEConfig(3, 2, 5), toy_model(3, 5, 2)),
+        lambda: ToySAE(ToySAEConfig(3, 2, 5, tied_weights=True), toy_model(3, 5, 2)),
+        lambda: with_dead_latents(),
+        lambda: MatryoshkaToySAE(ToySAEConfig(3, 2, 5), toy_model(3, 5, 2)),
+        lambda: UnitTiedToySAE(ToySAEConfig(3, 2, 5, tied_weights=True), toy_model(3, 5, 2)),
+        *(lambda make=make: make(toy_model(3, 5, 2)) for make in NOT_STANDARD.values()),
+    ],
+    ids=["reference", "reference, tied", "resampling", "Matryoshka", "tied, unit encoder", *NOT_STANDARD],
+)
+def test_the_course_s_own_saes_and_variants_train_without_a_word(make, monkeypatch):
+    monkeypatch.setattr(utils.sae_step, "TOLD", set())
+    assert slow_warnings(lambda: make().optimize(batch_size=64, steps=12, log_freq=5)) == []
+
+
+def test_a_learners_toysae_with_other_parameters_is_told_and_shortcut_off_says_nothing(monkeypatch):
+    monkeypatch.setattr(utils.sae_step, "TOLD", set())
+
+    class ToySAE(ToySAEWithExtraBuffer):
+        pass
+
+    told = slow_warnings(lambda: ToySAE(ToySAEConfig(3, 2, 5), toy_model(3, 5, 2)).optimize(batch_size=64, steps=5))
+    assert len(told) == 1 and "parameters or config" in told[0], told
+    monkeypatch.setattr(utils.sae_step, "TOLD", set())
+    quiet = ToySAE(ToySAEConfig(3, 2, 5), toy_model(3, 5, 2))
+    assert slow_warnings(lambda: quiet.optimize(batch_size=64, steps=5, shortcut=False)) == []
+
+
+class ToySAEWithExtraBuffer(ToySAE):
+    """A learner's SAE that keeps a buffer of its own: state the standard step knows nothing of."""
+
+    def __init__(self, cfg, model):
+        super().__init__(cfg, model)
+        self.register_buffer("seen", t.zeros(cfg.n_inst))
