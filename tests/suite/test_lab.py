@@ -1,19 +1,29 @@
-"""The course's animations in JupyterLab, as a learner sees them: a notebook that trains a small SAE and shows
-`animate_sae_in_2d` is executed with plotly's default renderer (what a kernel gives a learner: the plotly mimetype,
-drawn by the jupyterlab-plotly extension that comes with plotly), saved, and opened in a real JupyterLab in Debian's
-headless Chromium. The figure must be drawn at its own height with every frame and slider step, and pressing ▶ must
-play it to the last frame. (The site test, tests/suite/test_website.py, covers the other path: plotly.js and the
-frames written into the page, which is also how Colab's renderer shows a figure.)
+"""The course's animations where learners run the notebooks, in Debian's headless Chromium.
+
+* JupyterLab: a notebook that trains a small SAE and shows `animate_sae_in_2d` is executed with plotly's default
+  renderer (what a kernel gives a learner: the plotly mimetype, drawn by the jupyterlab-plotly extension that comes
+  with plotly), saved, and opened in a real JupyterLab. The figure must be drawn at its own height with every frame
+  and slider step, and pressing ▶ must play it to the last frame.
+* Colab: Colab cannot be reached from here, so the test renders the same figure with plotly's own "colab" renderer
+  (what `fig.show()` gives on Colab: a page that loads plotly.js from plotly's CDN), with the CDN's plotly.js swapped
+  for the copy plotly ships, and checks that it draws and that ▶ plays it to the last frame.
+
+(The site test, tests/suite/test_website.py, covers the exported pages.)
 """
 
 import json
+import re
+import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import nbformat
+import plotly
+import plotly.io as pio
 import pytest
 from nbclient import NotebookClient
 
@@ -112,5 +122,38 @@ def test_an_animation_draws_and_plays_to_its_last_frame_in_jupyterlab(lab):
         assert wait_until(browser, f"({POSITION}).at_last", timeout=10), "the last frame's data is not shown"
         assert not browser.errors, browser.errors
         print(json.dumps(figure))
+    finally:
+        browser.close()
+
+
+def test_an_animation_draws_and_plays_to_its_last_frame_with_colabs_renderer(tmp_path):
+    from solutions.sae.toy_sae import ToySAE, ToySAEConfig
+    from solutions.sae.toy_sae_experiments import pentagon_model
+    from utils.plots.sae.toy_sae import animate_sae_in_2d
+
+    model = pentagon_model(2)
+    log = ToySAE(ToySAEConfig(n_inst=2, d_in=2, d_sae=5), model).optimize(steps=1_000)
+    page = pio.renderers["colab"].to_mimebundle(animate_sae_in_2d(model.W, log))["text/html"]
+    external = re.findall(r'<script[^>]*src="(https?://[^"]+)"[^>]*></script>', page)
+    assert len(external) == 2 and "plotly" in external[1] and "mathjax" in external[0], external
+    # the local copy, without the CDN file's integrity hash and CORS mode (a file: page has no origin to share)
+    page = re.sub(r'src="[^"]+" integrity="[^"]+" crossorigin="anonymous"', 'src="plotly.min.js"', page)
+    page = page.replace(f'<script src="{external[0]}"></script>', "")
+    assert "https://" not in re.sub(r"<script>.*?</script>", "", page, flags=re.S), "a script from the web is left"
+    shutil.copy(Path(plotly.__file__).parent / "package_data" / "plotly.min.js", tmp_path)
+    (tmp_path / "colab.html").write_text(page, encoding="utf-8")
+    browser = Browser(chromium(), timeout=60)
+    try:
+        browser.open((tmp_path / "colab.html").as_uri())
+        figures = "[...document.querySelectorAll('.plotly-graph-div')]"
+        drawn = f"{figures}.length === 1 && !!{figures}[0].querySelector('.main-svg')"
+        assert wait_until(browser, drawn), "the figure was never drawn"
+        played = POSITION.replace("document.querySelector('.jp-RenderedPlotly')", f"{figures}[0]")
+        assert browser.evaluate(played) == {"active": 0, "at_last": False}
+        browser.evaluate(PLAY.replace(".jp-RenderedPlotly", ".plotly-graph-div"))
+        assert wait_until(browser, f"(p => p.at_last && p.active === {1_000 // 100})({played})", timeout=60), (
+            browser.evaluate(played)
+        )
+        assert not browser.errors, browser.errors
     finally:
         browser.close()
