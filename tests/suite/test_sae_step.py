@@ -145,7 +145,7 @@ def train_twice(make, monkeypatch, steps: int = 30, **optimize) -> tuple[int, t.
     used = spy.calls
     with monkeypatch.context() as patch:
         patch.setattr(StandardSAEStep, "of", classmethod(lambda cls, sae: None))
-        patch.setattr(utils.sae_step, "tell_slow", lambda sae, reason: None)  # the slow path on purpose: nothing to tell
+        patch.setattr(utils.sae_step, "tell_slow", lambda sae, reason: None)  # slow on purpose: nothing to tell
         t.manual_seed(5)
         slow = make()
         slow_log = slow.optimize(batch_size=128, steps=steps, log_freq=10, **optimize)
