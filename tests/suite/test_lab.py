@@ -27,8 +27,11 @@ import plotly.io as pio
 import pytest
 from nbclient import NotebookClient
 
+from solutions.sae.toy_sae import ToySAE, ToySAEConfig
+from solutions.sae.toy_sae_experiments import pentagon_model
 from tests.suite.browser import Browser, chromium, wait_until
 from utils.notebooks import ROOT
+from utils.plots.sae.toy_sae import animate_sae_in_2d
 
 TOKEN = "course-test"
 PLOTLY_MIMETYPE = "application/vnd.plotly.v1+json"
@@ -74,9 +77,7 @@ def lab(tmp_path_factory):
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(CODE)])
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     NotebookClient(notebook, timeout=300).execute()
-    outputs = [
-        output for output in notebook.cells[0].outputs if "application/vnd.plotly.v1+json" in output.get("data", {})
-    ]
+    outputs = [output for output in notebook.cells[0].outputs if PLOTLY_MIMETYPE in output.get("data", {})]
     assert len(outputs) == 1, "plotly's default renderer in a kernel should give the plotly mimetype"
     nbformat.write(notebook, folder / "animation.ipynb")
     port = free_port()
@@ -126,11 +127,8 @@ def test_an_animation_draws_and_plays_to_its_last_frame_in_jupyterlab(lab):
         browser.close()
 
 
+@pytest.mark.slow
 def test_an_animation_draws_and_plays_to_its_last_frame_with_colabs_renderer(tmp_path):
-    from solutions.sae.toy_sae import ToySAE, ToySAEConfig
-    from solutions.sae.toy_sae_experiments import pentagon_model
-    from utils.plots.sae.toy_sae import animate_sae_in_2d
-
     model = pentagon_model(2)
     log = ToySAE(ToySAEConfig(n_inst=2, d_in=2, d_sae=5), model).optimize(steps=1_000)
     page = pio.renderers["colab"].to_mimebundle(animate_sae_in_2d(model.W, log))["text/html"]
